@@ -1,0 +1,149 @@
+"""Draws a deterministic sample corpus in the Safebooru layout (`N.jpg` beside `N.txt`).
+
+Each image shows 1-3 coloured shapes on a patterned background; its tags say what is drawn
+(`red_circle`, `circle`, `two_shapes`, `striped_background`), a signal a small model learns fast.
+
+  python -m alti2v.sample_data OUT_DIR --num_images 600 --seed 0
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageDraw
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 205, 40),
+}
+SHAPES = ("circle", "square", "triangle")
+BACKGROUNDS = ("plain", "striped", "dotted", "checkered")
+BACKGROUND_COLORS = ((245, 245, 240), (200, 200, 205), (60, 60, 70))
+COUNT_TAGS = {1: "one_shape", 2: "two_shapes", 3: "three_shapes"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleImage:
+  """What was drawn: the ground truth behind an image's tags."""
+  image: Image.Image
+  tags: tuple[str, ...]
+
+
+def _draw_background(draw: ImageDraw.ImageDraw, size: tuple[int, int],
+                     pattern: str, rng: np.random.Generator) -> None:
+  width, height = size
+  base = BACKGROUND_COLORS[rng.integers(len(BACKGROUND_COLORS))]
+  ink = tuple(int(c * 0.75 + 40) % 256 for c in base)
+  draw.rectangle([0, 0, width, height], fill=base)
+  step = int(rng.integers(12, 20))
+  if pattern == "striped":
+    for x in range(-height, width, step * 2):
+      draw.polygon([(x, 0), (x + step, 0), (x + step + height, height),
+                    (x + height, height)], fill=ink)
+  elif pattern == "dotted":
+    for y in range(step // 2, height, step):
+      for x in range(step // 2, width, step):
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=ink)
+  elif pattern == "checkered":
+    for y in range(0, height, step):
+      for x in range(0, width, step):
+        if (x // step + y // step) % 2:
+          draw.rectangle([x, y, x + step - 1, y + step - 1], fill=ink)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
+                color: tuple[int, int, int]) -> None:
+  x0, y0, x1, y1 = box
+  outline = (0, 0, 0)
+  if shape == "circle":
+    draw.ellipse(box, fill=color, outline=outline, width=2)
+  elif shape == "square":
+    draw.rectangle(box, fill=color, outline=outline, width=2)
+  else:
+    draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=color,
+                 outline=outline)
+
+
+def draw_sample(index: int, seed: int) -> SampleImage:
+  """Draws image `index` of the corpus for `seed`; the same arguments always give the same image."""
+  rng = np.random.default_rng([seed, index])
+  width, height = (int(v) for v in rng.integers(160, 321, size=2))
+  pattern = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+  image = Image.new("RGB", (width, height))
+  draw = ImageDraw.Draw(image)
+  _draw_background(draw, (width, height), pattern, rng)
+
+  count = int(rng.integers(1, 4))
+  # One shape per column so that shapes never hide each other.
+  column = width / count
+  tags = {f"{pattern}_background", COUNT_TAGS[count]}
+  for i in range(count):
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    color_name = list(COLORS)[rng.integers(len(COLORS))]
+    side = int(min(column, height) * rng.uniform(0.55, 0.85))
+    x0 = int(i * column + rng.integers(0, max(1, int(column) - side)))
+    y0 = int(rng.integers(0, max(1, height - side)))
+    _draw_shape(draw, shape, (x0, y0, x0 + side, y0 + side), COLORS[color_name])
+    tags.update({shape, f"{color_name}_{shape}", color_name})
+  return SampleImage(image=image, tags=tuple(sorted(tags)))
+
+
+def _tag_text(tags: Sequence[str], style: int) -> str:
+  """The tag file in one of the layouts found in the wild."""
+  if style == 0:
+    return " ".join(tags) + "\n"
+  if style == 1:  # Comma separated, human spelling: "Red Circle, two shapes".
+    return ", ".join(t.replace("_", " ").title() if i % 2 else t
+                     for i, t in enumerate(tags))
+  return "\n".join(tags) + "\n"
+
+
+def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
+  """Writes `num_images` images with their tag files into out_dir (a few per sub-folder).
+
+  Args:
+    out_dir: created if missing.
+    num_images: how many images.
+    seed: the corpus for a seed is the same on every machine.
+
+  Returns:
+    The image paths written, in index order.
+  """
+  paths = []
+  for index in range(num_images):
+    sample = draw_sample(index, seed)
+    folder = os.path.join(out_dir, f"{index // 1000:04d}")
+    os.makedirs(folder, exist_ok=True)
+    # Mostly JPEG like a scrape; every seventh a PNG.
+    extension = ".png" if index % 7 == 3 else ".jpg"
+    path = os.path.join(folder, f"{index:06d}{extension}")
+    if extension == ".png":
+      sample.image.save(path, format="PNG")
+    else:
+      sample.image.save(path, format="JPEG", quality=92)
+    with open(os.path.join(folder, f"{index:06d}.txt"), "w", encoding="utf-8") as f:
+      f.write(_tag_text(sample.tags, index % 3))
+    paths.append(path)
+  return paths
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_images", 600, "How many images to draw.")
+flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same corpus.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) != 2:
+    raise app.UsageError("usage: python -m alti2v.sample_data OUT_DIR "
+                         "[--num_images N] [--seed S]")
+  paths = write_corpus(argv[1], FLAGS.num_images, FLAGS.seed)
+  print(f"wrote {len(paths)} images with tag files under {argv[1]}")
+
+
+if __name__ == "__main__":
+  app.run(main)

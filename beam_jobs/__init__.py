@@ -1,0 +1,1 @@
+"""Apache Beam jobs that turn scraped images and their labels into alti2v datasets."""

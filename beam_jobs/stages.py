@@ -1,0 +1,497 @@
+"""Beam stages shared by every alti2v dataset builder, in the order an image passes them.
+
+discover → read+decode → dedupe → split by content hash → vocabulary (train only) →
+serialise with the feature spec → shard and write (counting) → metadata, written last.
+A builder (e.g. build_tagged_dataset) supplies only how a label is read and turned into a feature.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import uuid
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import apache_beam as beam
+import tensorflow_datasets as tfds
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's TFRecord framing.
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from alti2v import features as features_lib
+from beam_jobs import imaging
+
+NAMESPACE = "alti2v"
+REJECTED = "rejected"  # Tag of the side output that carries rejection records.
+TARGET_SHARD_BYTES = 150 * 2**20  # --num_shards=0 aims at 100-200 MB shards.
+
+
+# ---------------------------------------------------------------------------
+# Elements passed between stages.
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  """An image file and the file holding its label (None when none was found)."""
+  image_path: str
+  label_path: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+  """One decoded, validated image in its stored form, with its task's label."""
+  path: str
+  content_hash: str
+  jpeg: bytes
+  height: int
+  width: int
+  label: Any  # Task-specific: tag names, then tag ids after the vocabulary.
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+  """What the writer counted while writing one shard."""
+  split: str
+  index: int
+  num_shards: int
+  num_examples: int
+  num_bytes: int
+
+
+def rejection(path: str, reason: str, detail: str = "") -> dict[str, str]:
+  """One line of rejected.jsonl."""
+  assert reason in imaging.REASONS, reason
+  return {"path": path, "reason": reason, "detail": detail}
+
+
+def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
+  return beam.metrics.Metrics.counter(NAMESPACE, name)
+
+
+# ---------------------------------------------------------------------------
+# Pipeline options and the output directory.
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+  """Beam options; without --runner, the local runner mode that scales on this kind of job.
+
+  Pillow releases the GIL while decoding, so threads scale where processes do not
+  (measured by benchmarks/build_benchmark.py; see BUILD.md).
+  """
+  args = list(beam_args)
+  if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+    args.append("--runner=FnApiRunner")
+    if not any(a.startswith("--direct_running_mode") for a in args):
+      args.append("--direct_running_mode=multi_threading")
+    if not any(a.startswith("--direct_num_workers") for a in args):
+      args.append("--direct_num_workers=0")  # 0 = one worker per core.
+  return PipelineOptions(args)
+
+
+def _join(directory: str, name: str) -> str:
+  return FileSystems.join(directory, name)
+
+
+def _list_dir(directory: str) -> list[str]:
+  """Paths of all files under directory (recursively); [] if it does not exist."""
+  result = FileSystems.match([_join(directory, "**")])[0]
+  return sorted(m.path for m in result.metadata_list)
+
+
+def _is_build_output(name: str) -> bool:
+  return (name in (features_lib.DATASET_INFO_FILE, features_lib.FEATURES_FILE,
+                   features_lib.METADATA_FILE, features_lib.REJECTED_FILE,
+                   features_lib.TAG_COUNTS_FILE)
+          or name.endswith(".labels.txt")
+          or f".{features_lib.FILE_FORMAT}-" in name
+          or name.startswith((features_lib.TMP_DIR, "beam-temp-")))
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+  """Refuses a non-empty output directory unless overwrite; with it, removes the old build.
+
+  dataset_info.json goes first, so that a failed overwrite never leaves old
+  metadata describing new shards. Files that a build never writes are kept.
+
+  Raises:
+    FileExistsError: output_dir holds files and overwrite is False.
+  """
+  existing = _list_dir(output_dir)
+  if not existing:
+    if not FileSystems.exists(output_dir):
+      FileSystems.mkdirs(output_dir)
+    return
+  if not overwrite:
+    raise FileExistsError(
+        f"output directory {output_dir} is not empty ({len(existing)} files, "
+        f"e.g. {existing[0]}); pass --overwrite to replace the dataset in it")
+  info = _join(output_dir, features_lib.DATASET_INFO_FILE)
+  if FileSystems.exists(info):
+    FileSystems.delete([info])
+  prefix = output_dir.rstrip("/") + "/"
+  ours, kept = [], []
+  for path in existing:
+    if path == info:
+      continue
+    top = path[len(prefix):].split("/", 1)[0]
+    (ours if _is_build_output(top) else kept).append(path)
+  if ours:
+    FileSystems.delete(ours)
+  for path in kept:
+    logging.warning("--overwrite keeps %s: a dataset build never writes it", path)
+
+
+# ---------------------------------------------------------------------------
+# discover → read+decode
+
+def _stem(path: str) -> str:
+  return os.path.splitext(path)[0]
+
+
+def _pair_with_label(stem_and_paths: tuple[str, Iterable[str]],
+                     label_extension: str) -> Iterable[Any]:
+  _, paths = stem_and_paths
+  paths = sorted(paths)
+  labels = [p for p in paths if p.endswith(label_extension)]
+  images = [p for p in paths if imaging.is_image_path(p)]
+  label_path = labels[0] if labels else None
+  for image_path in images:
+    yield Candidate(image_path, label_path)
+  if label_path and not images:
+    yield beam.pvalue.TaggedOutput(REJECTED, rejection(
+        label_path, imaging.NO_IMAGE_FILE, "label file without an image beside it"))
+
+
+@beam.ptransform_fn
+def DiscoverImages(pbegin, input_dir: str, label_extension: str):  # pylint: disable=invalid-name
+  """Every image under input_dir (any depth) paired with the label file of the same stem.
+
+  Listing goes through Beam's FileSystems, so gs:// works like a local path.
+
+  Returns:
+    A DoOutputsTuple: main = Candidate, REJECTED = rejection dicts.
+  """
+  def keep(metadata) -> bool:
+    name = os.path.basename(metadata.path)
+    wanted = imaging.is_image_path(name) or name.endswith(label_extension)
+    if not wanted:
+      counter("files_ignored").inc()
+    return wanted and not name.startswith(".")
+
+  return (
+      pbegin
+      | "MatchFiles" >> fileio.MatchFiles(_join(input_dir, "**"))
+      # FileMetadata of every file
+      | "KeepImagesAndLabels" >> beam.Filter(keep)
+      | "KeyByStem" >> beam.Map(lambda m: (_stem(m.path), m.path))
+      # (stem, path)
+      | "GroupByStem" >> beam.GroupByKey()
+      # (stem, [paths])
+      | "PairWithLabel" >> beam.FlatMap(
+          _pair_with_label, label_extension).with_outputs(REJECTED, main="candidates"))
+
+
+def read_bytes(path: str) -> bytes:
+  with FileSystems.open(path) as f:
+    return f.read()
+
+
+class ReadAndDecode(beam.DoFn):
+  """Candidate → ImageRecord: reads the label and the image, hashes and decodes the image once."""
+
+  def __init__(self, read_label: Callable[[Candidate], Any], max_side: int,
+               max_pixels: int):
+    self._read_label = read_label
+    self._max_side = max_side
+    self._max_pixels = max_pixels
+
+  def process(self, candidate: Candidate):
+    counter("images_read").inc()
+    path = candidate.image_path
+    try:
+      label = self._read_label(candidate)
+      try:
+        data = read_bytes(path)
+      except (OSError, IOError) as e:
+        raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
+      encoded = imaging.decode_and_resize(data, self._max_side, self._max_pixels)
+    except imaging.Rejected as e:
+      yield beam.pvalue.TaggedOutput(REJECTED, rejection(path, e.reason, e.detail))
+      return
+    yield ImageRecord(path=path, content_hash=hashlib.sha256(data).hexdigest(),
+                      jpeg=encoded.jpeg, height=encoded.height, width=encoded.width,
+                      label=label)
+
+
+# ---------------------------------------------------------------------------
+# dedupe → split
+
+def _keep_first_of_duplicates(hash_and_records: tuple[str, Iterable[ImageRecord]]):
+  _, records = hash_and_records
+  records = sorted(records, key=lambda r: r.path)
+  kept = records[0]
+  yield kept
+  for duplicate in records[1:]:
+    counter("duplicates").inc()
+    yield beam.pvalue.TaggedOutput(REJECTED, rejection(
+        duplicate.path, imaging.DUPLICATE, f"duplicate of {kept.path}"))
+
+
+@beam.ptransform_fn
+def DropDuplicates(records):  # pylint: disable=invalid-name
+  """Keeps one image per content hash (the first path in sort order); the others are rejected."""
+  return (
+      records
+      | "KeyByHash" >> beam.Map(lambda r: (r.content_hash, r))
+      # (content_hash, ImageRecord)
+      | "GroupByHash" >> beam.GroupByKey()
+      | "KeepFirst" >> beam.FlatMap(_keep_first_of_duplicates).with_outputs(
+          REJECTED, main="unique"))
+
+
+def split_of(content_hash: str, val_fraction: float, test_fraction: float) -> str:
+  """The split of an image, from its content hash: the same on every run and runner."""
+  position = int(content_hash[:16], 16) / 2.0**64  # Uniform in [0, 1).
+  if position < test_fraction:
+    return "test"
+  if position < test_fraction + val_fraction:
+    return "validation"
+  return "train"
+
+
+def shard_of(content_hash: str, num_shards: int) -> int:
+  # Other bits than split_of's, so that shards are balanced within a split.
+  return int(content_hash[16:32], 16) % num_shards
+
+
+# ---------------------------------------------------------------------------
+# vocabulary
+
+def top_labels(counts: Iterable[tuple[str, int]], max_size: int,
+               min_count: int) -> list[str]:
+  """The max_size most frequent labels with at least min_count images, ties broken by name."""
+  frequent = [(name, n) for name, n in counts if n >= min_count]
+  frequent.sort(key=lambda kv: (-kv[1], kv[0]))
+  return [name for name, _ in frequent[:max_size]]
+
+
+@beam.ptransform_fn
+def BuildVocabulary(train_label_names, max_size: int, min_count: int):  # pylint: disable=invalid-name
+  """PCollection of label names (one per image and label, train split only) → one sorted list."""
+  return (
+      train_label_names
+      | "CountLabels" >> beam.combiners.Count.PerElement()
+      # (label, number of train images)
+      | "DropRare" >> beam.Filter(lambda kv: kv[1] >= min_count)
+      # Rare labels dropped first, so the list that reaches one worker stays small.
+      | "Gather" >> beam.combiners.ToList()
+      | "TopLabels" >> beam.Map(top_labels, max_size, min_count))
+
+
+# ---------------------------------------------------------------------------
+# serialise → shard → write
+
+class Serialize(beam.DoFn):
+  """(split, ImageRecord) → (split, content_hash, serialized tf.train.Example), via the feature spec."""
+
+  def __init__(self, make_features: Callable[[Sequence[str]], tfds.features.FeaturesDict],
+               to_example: Callable[[ImageRecord], dict]):
+    self._make_features = make_features
+    self._to_example = to_example
+    self._cache = None  # (vocabulary, features, serializer), built once per worker.
+
+  def process(self, split_and_record, vocabulary):
+    split, record = split_and_record
+    if self._cache is None or self._cache[0] is not vocabulary:
+      features = self._make_features(vocabulary)
+      serializer = tfds.core.example_serializer.ExampleSerializer(
+          features.get_serialized_info())
+      self._cache = (vocabulary, features, serializer)
+    _, features, serializer = self._cache
+    example = features.encode_example(self._to_example(record))
+    yield split, record.content_hash, serializer.serialize_example(example)
+
+
+def num_shards_for(split_bytes: int, split_examples: int, requested: int) -> int:
+  """requested shards (capped at one example each), or 0 = shards of ~TARGET_SHARD_BYTES."""
+  if requested > 0:
+    return max(1, min(requested, split_examples))
+  return max(1, -(-split_bytes // TARGET_SHARD_BYTES))
+
+
+class WriteShard(beam.DoFn):
+  """((split, shard), [(hash, example)]) → ShardInfo, after writing the shard file.
+
+  The shard is written under a temporary name and renamed when closed, so a retried
+  or failed bundle never leaves a partial file under a shard's name. Records are
+  sorted by content hash: the same input gives byte-identical shards on any runner.
+  """
+
+  def __init__(self, output_dir: str, dataset_name: str):
+    self._output_dir = output_dir
+    self._dataset_name = dataset_name
+
+  def process(self, key_and_examples, num_shards):
+    (split, index), examples = key_and_examples
+    examples = sorted(examples)
+    total = num_shards[split]
+    name = features_lib.shard_filename(self._dataset_name, split, index, total)
+    tmp_path = _join(_join(self._output_dir, features_lib.TMP_DIR),
+                     f"{name}.{uuid.uuid4().hex}")
+    num_bytes = 0
+    with FileSystems.create(tmp_path) as f:
+      for _, serialized in examples:
+        _TFRecordUtil.write_record(f, serialized)
+        num_bytes += len(serialized)
+    final_path = _join(self._output_dir, name)
+    if FileSystems.exists(final_path):  # A retried bundle wrote it before.
+      FileSystems.delete([final_path])
+    FileSystems.rename([tmp_path], [final_path])
+    counter(f"written_{split}").inc(len(examples))
+    yield ShardInfo(split, index, total, len(examples), num_bytes)
+
+
+def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
+  examples = num_bytes = 0
+  for e, b in pairs:
+    examples += e
+    num_bytes += b
+  return examples, num_bytes
+
+
+@beam.ptransform_fn
+def WriteShards(serialized, output_dir: str, dataset_name: str,  # pylint: disable=invalid-name
+                requested_shards: int):
+  """(split, hash, example) → ShardInfo per shard, each counted by the writer as it wrote it.
+
+  Returns:
+    (shard_infos, split_sizes): split_sizes = {split: (examples, bytes)} counted
+    before sharding, to cross-check the writer's counts.
+  """
+  split_sizes = (
+      serialized
+      | "SizeOf" >> beam.Map(lambda e: (e[0], (1, len(e[2]))))
+      | "SumSizes" >> beam.CombinePerKey(_sum_pairs))
+  # (split, (examples, bytes))
+  num_shards = split_sizes | "NumShards" >> beam.Map(
+      lambda kv: (kv[0], num_shards_for(kv[1][1], kv[1][0], requested_shards)))
+  shard_infos = (
+      serialized
+      | "AssignShard" >> beam.Map(
+          lambda e, n: ((e[0], shard_of(e[1], n[e[0]])), (e[1], e[2])),
+          n=beam.pvalue.AsDict(num_shards))
+      # ((split, shard), (hash, example))
+      | "GroupShards" >> beam.GroupByKey()
+      | "WriteShard" >> beam.ParDo(WriteShard(output_dir, dataset_name),
+                                   num_shards=beam.pvalue.AsDict(num_shards)))
+  return shard_infos, split_sizes
+
+
+# ---------------------------------------------------------------------------
+# metadata, written last
+
+def _write_text(path: str, text: str) -> None:
+  with FileSystems.create(path) as f:
+    f.write(text.encode("utf-8"))
+
+
+def library_versions() -> dict[str, str]:
+  import importlib.metadata as md  # pylint: disable=import-outside-toplevel
+  versions = {"python": platform.python_version()}
+  for package in ("alti2v", "tensorflow", "tensorflow-datasets", "apache-beam",
+                  "pillow", "numpy"):
+    try:
+      versions[package] = md.version(package)
+    except md.PackageNotFoundError:
+      versions[package] = "not installed"
+  return versions
+
+
+def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
+                     dataset_name: str, features: tfds.features.FeaturesDict,
+                     split_sizes: dict[str, tuple[int, int]],
+                     rejections: list[dict[str, str]], label_counts_tsv: str,
+                     metadata: dict[str, Any], description: str) -> dict[str, Any]:
+  """Writes rejected.jsonl, the label counts and the TFDS metadata; dataset_info.json last.
+
+  Runs once, after every shard is written. Shard lengths come from the writer's own
+  counts (re-reading shards does not scale), cross-checked against the counts
+  taken before sharding.
+
+  Returns:
+    The metadata dict that was written to metadata.json.
+  """
+  by_split: dict[str, list[ShardInfo]] = {}
+  for info in shard_infos:
+    by_split.setdefault(info.split, []).append(info)
+  split_infos = []
+  for split in features_lib.SPLITS:
+    infos = sorted(by_split.get(split, []), key=lambda s: s.index)
+    if not infos:
+      continue
+    total = infos[0].num_shards
+    written = {s.index: s for s in infos}
+    lengths, sizes = [], []
+    for index in range(total):
+      if index not in written:  # No example hashed to this shard: write it empty.
+        name = features_lib.shard_filename(dataset_name, split, index, total)
+        _write_text(_join(output_dir, name), "")
+        written[index] = ShardInfo(split, index, total, 0, 0)
+      lengths.append(written[index].num_examples)
+      sizes.append(written[index].num_bytes)
+    expected = split_sizes[split][0]
+    if sum(lengths) != expected:
+      raise RuntimeError(
+          f"split {split}: shards hold {sum(lengths)} examples but {expected} were "
+          "serialised; refusing to write metadata for an inconsistent dataset")
+    split_infos.append(tfds.core.SplitInfo(
+        name=split, shard_lengths=lengths, num_bytes=sum(sizes),
+        filename_template=None))
+  if not split_infos:
+    raise ValueError("no image was usable: every input was rejected "
+                     f"(see the counts: {_reason_counts(rejections)})")
+
+  rejections = sorted(rejections, key=lambda r: (r["path"], r["reason"]))
+  _write_text(_join(output_dir, features_lib.REJECTED_FILE),
+              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections))
+  _write_text(_join(output_dir, features_lib.TAG_COUNTS_FILE), label_counts_tsv)
+
+  metadata = dict(metadata)
+  metadata["num_examples"] = {s.name: sum(s.shard_lengths) for s in split_infos}
+  metadata["rejected"] = _reason_counts(rejections)
+  metadata["library_versions"] = library_versions()
+  tmp_dir = _join(output_dir, features_lib.TMP_DIR)
+  if FileSystems.exists(tmp_dir):
+    FileSystems.delete([tmp_dir])
+  # features.json, the vocabulary, metadata.json, then dataset_info.json (last).
+  tfds.folder_dataset.write_metadata(
+      data_dir=output_dir, features=features, split_infos=split_infos,
+      filename_template=tfds.core.ShardedFileTemplate(
+          data_dir=output_dir, template=tfds.core.naming.DEFAULT_FILENAME_TEMPLATE,
+          dataset_name=dataset_name, filetype_suffix=features_lib.FILE_FORMAT),
+      check_data=False, description=description,
+      metadata=tfds.core.MetadataDict(metadata))
+  return metadata
+
+
+def _reason_counts(rejections: Iterable[dict[str, str]]) -> dict[str, int]:
+  counts: dict[str, int] = {}
+  for r in rejections:
+    counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+  return dict(sorted(counts.items()))
+
+
+def summarize(output_dir: str) -> dict[str, Any]:
+  """What a finished build holds, read back from its metadata.json."""
+  with FileSystems.open(_join(output_dir, features_lib.METADATA_FILE)) as f:
+    metadata = json.load(f)
+  return {"output_dir": output_dir, "examples": metadata["num_examples"],
+          "vocabulary_size": metadata.get("vocabulary_size"),
+          "rejected": metadata["rejected"]}
+
+
+def count_rejection(record: dict[str, str]) -> dict[str, str]:
+  counter(f"rejected_{record['reason']}").inc()
+  return record

@@ -1,0 +1,26 @@
+# Sourced by demo.sh and test.sh: makes .venv on first use and installs alti2v into it.
+# Reinstalls only when setup.py changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), \
+    f"alti2v needs Python 3.10-3.12, found {sys.version.split()[0]}"'
+  echo "[setup] creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.alti2v-installed"
+WANT="$(cat "$ROOT/setup.py" | sha256sum | cut -d' ' -f1) ${ALTI2V_EXTRAS:-test}"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "[setup] installing alti2v[${ALTI2V_EXTRAS:-test}] and its dependencies (about a minute)"
+  LOG="$VENV/install.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -e "$ROOT[${ALTI2V_EXTRAS:-test}]"; } > "$LOG" 2>&1; then
+    tail -n 40 "$LOG"; echo "[setup] pip install failed; full log: $LOG" >&2; exit 1
+  fi
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+cd "$ROOT"

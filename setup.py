@@ -1,0 +1,34 @@
+"""Installs alti2v (training library) and beam_jobs (dataset builders)."""
+import setuptools
+
+# Ranges are the ones tested together (protobuf 6 era). tensorflow-datasets'
+# own beam extra pins an old Beam, so Beam is listed here directly instead.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "tensorboard>=2.21,<2.22",  # TF 2.21 no longer pulls it in.
+    "apache-beam[tfrecord]>=2.77,<2.78",  # Beam's TFRecord writer needs a crc32c.
+    "google-crc32c>=1.5,<2",  # The C crc32c Beam's writer prefers (crcmod is pure Python).
+    "tensorflow-datasets>=4.9.10,<4.10",
+    "numpy>=1.26,<2.5",
+    "pillow>=10.3,<13",
+    "absl-py>=2.1,<3",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8,<10"],
+    "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    # Without it Beam has no gs:// filesystem ("Unable to get filesystem").
+    "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+}
+
+setuptools.setup(
+    name="alti2v",
+    version="0.1.0",
+    description=("Scraped images and their tags to sharded TFRecords and "
+                 "trained vision models."),
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["alti2v", "alti2v.*",
+                                               "beam_jobs", "beam_jobs.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

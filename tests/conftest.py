@@ -1,0 +1,5 @@
+"""Test set-up: quiet TensorFlow, and the repository root importable."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, as in CI.
