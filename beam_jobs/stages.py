@@ -75,16 +75,19 @@ def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
 # Pipeline options and the output directory.
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-  """Beam options; without --runner, the local runner mode that scales on this kind of job.
+  """Beam options; without --runner, the local runner set-up that scales on this job.
 
-  Pillow releases the GIL while decoding, so threads scale where processes do not
-  (measured by benchmarks/build_benchmark.py; see BUILD.md).
+  That is FnApiRunner's in_memory mode with one worker thread per core: Pillow,
+  sha256 and file reads release the GIL, and in_memory has no gRPC between
+  worker and runner. multi_threading (gRPC in-process) and multi_processing
+  scaled worse (benchmarks/build_benchmark.py; BUILD.md has the figures).
+  No Prism download is attempted, so it runs offline.
   """
   args = list(beam_args)
   if not any(a == "--runner" or a.startswith("--runner=") for a in args):
     args.append("--runner=FnApiRunner")
     if not any(a.startswith("--direct_running_mode") for a in args):
-      args.append("--direct_running_mode=multi_threading")
+      args.append("--direct_running_mode=in_memory")
     if not any(a.startswith("--direct_num_workers") for a in args):
       args.append("--direct_num_workers=0")  # 0 = one worker per core.
   return PipelineOptions(args)

@@ -33,7 +33,7 @@ def built(tmp_path_factory):
   root = tmp_path_factory.mktemp("job")
   scrape, out = root / "scrape", root / "dataset"
   expected = fixtures.write_scrape(str(scrape))
-  result = build(scrape, out, "--direct_num_workers=1")
+  result = build(scrape, out, "--direct_running_mode=in_memory", "--direct_num_workers=1")
   return scrape, out, expected, result
 
 
@@ -183,15 +183,16 @@ def test_a_truncated_shard_is_caught(built, tmp_path):
 def test_all_cores_give_the_same_records(built, tmp_path):
   scrape, out, _, _ = built
   parallel = tmp_path / "parallel"
-  build(scrape, parallel, "--direct_running_mode=multi_threading",
+  build(scrape, parallel, "--direct_running_mode=in_memory", "--direct_num_workers=2")
+  other_mode = tmp_path / "multi_threading"
+  build(scrape, other_mode, "--direct_running_mode=multi_threading",
         "--direct_num_workers=2")
   shards = sorted(f for f in os.listdir(out) if ".tfrecord-" in f)
   assert shards == sorted(f for f in os.listdir(parallel) if ".tfrecord-" in f)
-  for name in shards:
-    assert (out / name).read_bytes() == (parallel / name).read_bytes(), name
-  for name in (features_lib.REJECTED_FILE, features_lib.VOCABULARY_FILE,
-               features_lib.TAG_COUNTS_FILE):
-    assert (out / name).read_bytes() == (parallel / name).read_bytes(), name
+  for other in (parallel, other_mode):
+    for name in shards + [features_lib.REJECTED_FILE, features_lib.VOCABULARY_FILE,
+                          features_lib.TAG_COUNTS_FILE]:
+      assert (out / name).read_bytes() == (other / name).read_bytes(), (other, name)
 
 
 def test_refuses_a_non_empty_output_dir(built):

@@ -102,10 +102,10 @@ def test_num_shards_for():
   assert stages.num_shards_for(100, 30, 8) == 8
 
 
-def test_pipeline_options_default_to_threads_on_all_cores():
+def test_pipeline_options_default_to_in_memory_on_all_cores():
   options = stages.pipeline_options([]).get_all_options()
   assert options["runner"] == "FnApiRunner"
-  assert options["direct_running_mode"] == "multi_threading"
+  assert options["direct_running_mode"] == "in_memory"
   assert options["direct_num_workers"] == 0
   options = stages.pipeline_options(["--runner=DirectRunner"]).get_all_options()
   assert options["runner"] == "DirectRunner"

@@ -1,0 +1,123 @@
+"""Benchmark of the dataset builder: Beam job images/s next to a plain Pillow loop (the ceiling).
+
+  python benchmarks/build_benchmark.py [--num_images 1500] [--workdir DIR]
+
+Generates N distinct JPEGs of scrape size (1000x800), then times, on the same files:
+  ceiling   a plain single-core loop doing the builder's per-image work: read, sha256,
+            decode_and_resize (same draft, resample filter and JPEG quality);
+  1 worker  the Beam job, FnApiRunner in_memory with one worker;
+  all cores the Beam job with its default local options (in_memory, one worker per core);
+  and, for comparison, Beam's multi_threading and multi_processing modes on all cores.
+Prints images/s, each next to the ceiling it is measured against, and the targets.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from alti2v import sample_data  # pylint: disable=wrong-import-position
+from beam_jobs import build_tagged_dataset  # pylint: disable=wrong-import-position
+from beam_jobs import imaging  # pylint: disable=wrong-import-position
+
+IMAGE_SIZE = 256  # The builder's default --image_size.
+
+
+def make_scrape(root: str, num_images: int) -> list[str]:
+  """Distinct 1000x800 JPEGs (a drawn illustration, upscaled, plus mild noise) with tag files."""
+  os.makedirs(root, exist_ok=True)
+  rng = np.random.default_rng(0)
+  noise = rng.normal(0, 6, (800, 1000, 3))  # JPEG entropy closer to a real picture.
+  paths = []
+  for i in range(num_images):
+    sample = sample_data.draw_sample(i, seed=1)
+    base = np.asarray(sample.image.resize((1000, 800), Image.Resampling.BILINEAR), float)
+    shift = i % 97
+    pixels = np.clip(base + np.roll(noise, shift, axis=1), 0, 255).astype(np.uint8)
+    path = os.path.join(root, f"{i:06d}.jpg")
+    Image.fromarray(pixels).save(path, quality=90)
+    with open(os.path.join(root, f"{i:06d}.txt"), "w", encoding="utf-8") as f:
+      f.write(" ".join(sample.tags))
+    paths.append(path)
+  return paths
+
+
+def ceiling_loop(paths: list[str]) -> float:
+  """Seconds for the builder's per-image work in a plain single-core loop."""
+  start = time.perf_counter()
+  for path in paths:
+    with open(path, "rb") as f:
+      data = f.read()
+    hashlib.sha256(data).hexdigest()
+    imaging.decode_and_resize(data, IMAGE_SIZE)
+  return time.perf_counter() - start
+
+
+def beam_build(input_dir: str, output_dir: str, beam_args: list[str]) -> float:
+  start = time.perf_counter()
+  build_tagged_dataset.run(["--input_dir", input_dir, "--output_dir", output_dir,
+                            "--overwrite", "--image_size", str(IMAGE_SIZE), *beam_args])
+  return time.perf_counter() - start
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--num_images", type=int, default=2000)
+  parser.add_argument("--workdir", default=None, help="Default: a temporary directory.")
+  args = parser.parse_args()
+  workdir = args.workdir or tempfile.mkdtemp(prefix="alti2v_build_bench_")
+  scrape = os.path.join(workdir, "scrape")
+  cores = os.cpu_count() or 1
+  print(f"generating {args.num_images} JPEGs of 1000x800 in {scrape} ...", flush=True)
+  paths = make_scrape(scrape, args.num_images)
+  mb = sum(os.path.getsize(p) for p in paths) / args.num_images / 1e3
+  print(f"  {mb:.0f} kB per file on average")
+
+  n = args.num_images
+  ceiling_loop(paths[:20])  # Warm the page cache and Pillow.
+  ceiling = n / ceiling_loop(paths)
+  runs = {
+      "beam, 1 worker (in_memory)": ["--direct_num_workers=1"],
+      f"beam, all cores (default: in_memory x {cores})": [],
+      f"beam, multi_threading x {cores}": [
+          "--direct_running_mode=multi_threading", "--direct_num_workers=0"],
+      f"beam, multi_processing x {cores}": [
+          "--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+  }
+  rates = {}
+  for name, beam_args in runs.items():
+    out = os.path.join(workdir, "dataset")
+    rates[name] = n / beam_build(scrape, out, beam_args)
+    print(f"  {name}: {rates[name]:.1f} images/s", flush=True)
+
+  one, *_ = rates.values()
+  print()
+  print(f"{'':<50}{'images/s':>10}  vs ceiling  vs 1 worker")
+  print(f"{'ceiling: plain loop, 1 core (same Pillow work)':<50}{ceiling:>10.1f}  "
+        f"{1.0:>9.2f}x")
+  for name, rate in rates.items():
+    print(f"{name:<50}{rate:>10.1f}  {rate / ceiling:>9.2f}x  {rate / one:>9.2f}x")
+  all_cores = list(rates.values())[1]
+  print()
+  print(f"target: 1 worker >= 0.80x ceiling       -> {one / ceiling:.2f}x "
+        f"{'ok' if one / ceiling >= 0.8 else 'MISSED'}")
+  if cores >= 2:
+    print(f"target: all cores >= 1.7x 1 worker (2 cores) -> {all_cores / one:.2f}x "
+          f"{'ok' if all_cores / one >= 1.7 else 'MISSED'}")
+  print(f"per-core rate for the Dataflow estimate in BUILD.md: {one:.0f} images/s/core "
+        f"({1e6 / one / 3600:.1f} core-hours per million images)")
+  if not args.workdir:
+    shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+  main()
