@@ -210,8 +210,11 @@ class ReadAndDecode(beam.DoFn):
     self._max_side = max_side
     self._max_pixels = max_pixels
 
+  def setup(self):
+    self._images_read = counter("images_read")
+
   def process(self, candidate: Candidate):
-    counter("images_read").inc()
+    self._images_read.inc()
     path = candidate.image_path
     try:
       label = self._read_label(candidate)
