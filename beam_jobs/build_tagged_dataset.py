@@ -229,6 +229,8 @@ def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineRes
   """Parses argv, builds the dataset, and returns the finished Beam result (metrics)."""
   args, beam_args = build_parser().parse_known_args(argv)
   validate_args(args)
+  for path in (args.input_dir, args.output_dir):
+    stages.check_filesystem(path)
   stages.prepare_output_dir(args.output_dir, args.overwrite)
   p = beam.Pipeline(options=stages.pipeline_options(beam_args))
   build_pipeline(p, args)

@@ -93,6 +93,17 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
   return PipelineOptions(args)
 
 
+def check_filesystem(path: str) -> None:
+  """Raises a ValueError that says what to install when Beam has no filesystem for path."""
+  try:
+    FileSystems.get_filesystem(path)
+  except ValueError as e:
+    scheme = path.split("://", 1)[0] if "://" in path else "local"
+    hint = (" Install the gcp extra: pip install -e '.[gcp]' (apache-beam[gcp])."
+            if scheme == "gs" else "")
+    raise ValueError(f"{e} for {path}.{hint}") from None
+
+
 def _join(directory: str, name: str) -> str:
   return FileSystems.join(directory, name)
 

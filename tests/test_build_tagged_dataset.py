@@ -239,3 +239,14 @@ def test_overwrite_replaces_a_dataset(built, tmp_path):
 def test_bad_flags_are_refused(tmp_path, flag, value):
   with pytest.raises(ValueError, match=flag):
     build(tmp_path, tmp_path / "out", "--test_fraction", "0.5", flag, value)
+
+
+def test_gs_path_without_the_gcp_extra_says_what_to_install(tmp_path):
+  pytest.importorskip("apache_beam")
+  try:
+    import apache_beam.io.gcp.gcsfilesystem  # noqa: F401  pylint: disable=unused-import
+    pytest.skip("apache-beam[gcp] is installed: gs:// has a filesystem")
+  except ImportError:
+    pass
+  with pytest.raises(ValueError, match=r"pip install -e '\.\[gcp\]'"):
+    job.run(["--input_dir", "gs://bucket/scraped", "--output_dir", str(tmp_path / "o")])
