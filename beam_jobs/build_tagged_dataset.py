@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 
 from alti2v import features as features_lib
-from beam_jobs import imaging
+from alti2v import imaging
 from beam_jobs import stages
 
 DEFAULT_DATASET_NAME = "tagged_images"

@@ -23,7 +23,7 @@ from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's TFRecord framing.
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from alti2v import features as features_lib
-from beam_jobs import imaging
+from alti2v import imaging
 
 NAMESPACE = "alti2v"
 REJECTED = "rejected"  # Tag of the side output that carries rejection records.
@@ -444,6 +444,7 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
   for info in shard_infos:
     by_split.setdefault(info.split, []).append(info)
   split_infos = []
+  file_bytes = {}  # TFRecord framing adds 16 bytes per record: a stat() checks a shard.
   for split in features_lib.SPLITS:
     infos = sorted(by_split.get(split, []), key=lambda s: s.index)
     if not infos:
@@ -458,6 +459,8 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
         written[index] = ShardInfo(split, index, total, 0, 0)
       lengths.append(written[index].num_examples)
       sizes.append(written[index].num_bytes)
+    file_bytes[split] = [written[i].num_bytes + 16 * written[i].num_examples
+                         for i in range(total)]
     expected = split_sizes[split][0]
     if sum(lengths) != expected:
       raise RuntimeError(
@@ -477,6 +480,7 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
 
   metadata = dict(metadata)
   metadata["num_examples"] = {s.name: sum(s.shard_lengths) for s in split_infos}
+  metadata["shard_file_bytes"] = file_bytes
   metadata["rejected"] = _reason_counts(rejections)
   metadata["library_versions"] = library_versions()
   tmp_dir = _join(output_dir, features_lib.TMP_DIR)

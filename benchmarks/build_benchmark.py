@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from alti2v import sample_data  # pylint: disable=wrong-import-position
 from beam_jobs import build_tagged_dataset  # pylint: disable=wrong-import-position
-from beam_jobs import imaging  # pylint: disable=wrong-import-position
+from alti2v import imaging  # pylint: disable=wrong-import-position
 
 IMAGE_SIZE = 256  # The builder's default --image_size.
 

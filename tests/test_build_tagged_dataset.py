@@ -138,6 +138,8 @@ def test_tfds_loads_it_with_the_right_splits_and_shards(built):
   assert metadata["library_versions"]["apache-beam"].startswith("2.")
   assert metadata["num_examples"] == {
       s: builder.info.splits[s].num_examples for s in features_lib.SPLITS}
+  for split, sizes in metadata["shard_file_bytes"].items():
+    assert sizes == [os.path.getsize(p) for p in dataset_lib.shard_paths(builder, split)]
   assert not os.path.exists(os.path.join(out, features_lib.TMP_DIR))
 
 

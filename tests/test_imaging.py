@@ -1,11 +1,11 @@
-"""beam_jobs.imaging: every input format to an RGB JPEG of bounded size, or a clear rejection."""
+"""alti2v.imaging: every input format to an RGB JPEG of bounded size, or a clear rejection."""
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from beam_jobs import imaging
+from alti2v import imaging
 from tests import fixtures
 
 

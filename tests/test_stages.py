@@ -8,7 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 import pytest
 
 from beam_jobs import build_tagged_dataset as job
-from beam_jobs import imaging
+from alti2v import imaging
 from beam_jobs import stages
 
 

@@ -1,4 +1,4 @@
-"""Decode, validate, normalise and shrink one scraped image with Pillow: the builder's only image code.
+"""Decode, validate, normalise and shrink one image file with Pillow: the only image-file code.
 
 Every input becomes an RGB JPEG whose longer side is at most `max_side`, or a `Rejected`
 with a reason code from REASONS.
