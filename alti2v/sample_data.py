@@ -38,9 +38,11 @@ def _draw_background(draw: ImageDraw.ImageDraw, size: tuple[int, int],
                      pattern: str, rng: np.random.Generator) -> None:
   width, height = size
   base = BACKGROUND_COLORS[rng.integers(len(BACKGROUND_COLORS))]
-  ink = tuple(int(c * 0.75 + 40) % 256 for c in base)
+  # Strong contrast, lighter on dark backgrounds, darker on light ones.
+  ink = tuple(c - 90 if c > 127 else c + 90 for c in base)
   draw.rectangle([0, 0, width, height], fill=base)
-  step = int(rng.integers(12, 20))
+  # Bold patterns (about 1/8 of the short side) survive downscaling to 64 px.
+  step = max(8, int(min(width, height) * rng.uniform(0.10, 0.14)))
   if pattern == "striped":
     for x in range(-height, width, step * 2):
       draw.polygon([(x, 0), (x + step, 0), (x + step + height, height),
@@ -48,7 +50,8 @@ def _draw_background(draw: ImageDraw.ImageDraw, size: tuple[int, int],
   elif pattern == "dotted":
     for y in range(step // 2, height, step):
       for x in range(step // 2, width, step):
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=ink)
+        r = step // 4
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=ink)
   elif pattern == "checkered":
     for y in range(0, height, step):
       for x in range(0, width, step):

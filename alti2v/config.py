@@ -1,0 +1,85 @@
+"""The one typed training config: built from flags by alti2v.train, passed to alti2v.training."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional, Sequence
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything a training run depends on.
+
+  Attributes:
+    task: what is learned; a name in alti2v.tasks.TASKS ("tagger").
+    data_dir: a finished dataset directory (written by a beam_jobs builder).
+    model_dir: checkpoints, logs and the exported model go here.
+    image_size: side of the square model input, pixels.
+    batch_size: global batch size, split over replicas.
+    epochs: epochs to train in total (a resumed run counts the epochs already done).
+    steps_per_epoch: batches per epoch; 0 = one pass over the train split.
+    validation_steps: batches per validation; 0 = the whole validation split.
+    learning_rate: Adam's learning rate.
+    backbone: "vgg16" or "small" (a 4-block CNN for quick CPU runs).
+    weights: "imagenet", a local VGG16 .h5 weights file (include_top=False), or
+      "none" for random initialisation.
+    frozen_layers: freeze backbone.layers[:N] (input layer included); only with
+      pretrained weights.
+    hidden_units: units of the head's hidden Dense layer.
+    dropout: dropout rate before the output layer.
+    augmentations: training augmentations ("flip", "crop"); crop is opt-in because
+      it can cut away what a label says.
+    mixed_precision: "auto" = mixed_float16 on GPUs, mixed_bfloat16 on a CPU with
+      bf16 instructions, float32 otherwise; or one of those names.
+    cpu_replicas: split the CPU into N logical devices and mirror over them
+      (testing MirroredStrategy without GPUs); 0 = off.
+    shuffle_buffer: examples in the shuffle buffer (stored JPEGs, ~25 kB each).
+    seed: seed for initialisation, file order and shuffling.
+    overwrite: start over in a model_dir that holds a run.
+  """
+  task: str = "tagger"
+  data_dir: str = ""
+  model_dir: str = ""
+  image_size: int = 224
+  batch_size: int = 64
+  epochs: int = 10
+  steps_per_epoch: int = 0
+  validation_steps: int = 0
+  learning_rate: float = 1e-3
+  backbone: str = "vgg16"
+  weights: str = "imagenet"
+  frozen_layers: int = 0
+  hidden_units: int = 4096
+  dropout: float = 0.3
+  augmentations: Sequence[str] = ("flip",)
+  mixed_precision: str = "auto"
+  cpu_replicas: int = 0
+  shuffle_buffer: int = 2048
+  seed: int = 0
+  overwrite: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "augmentations", tuple(self.augmentations))
+    if not self.data_dir or not self.model_dir:
+      raise ValueError("data_dir and model_dir are required")
+    if self.mixed_precision not in PRECISIONS:
+      raise ValueError(f"mixed_precision must be one of {PRECISIONS}, "
+                       f"got {self.mixed_precision!r}")
+    for name in ("image_size", "batch_size", "epochs", "hidden_units"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+  @property
+  def weights_arg(self) -> Optional[str]:
+    """weights as keras.applications takes it (None for "none")."""
+    return None if self.weights in ("", "none", "None") else self.weights
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  # Fields that may change between a run and its resumption.
+  RESUMABLE_CHANGES = ("epochs", "overwrite", "cpu_replicas")

@@ -1,0 +1,172 @@
+"""The tf.data input pipeline: a finished dataset directory → batches of (uint8 images, labels).
+
+Reads with tensorflow-datasets' own reader (file sharding by InputContext, interleave,
+parsing with the feature spec); decodes the JPEG once, here; pads to square and resizes.
+Labels are made by a task's label function (multi-hot tags by default).
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from alti2v import dataset as dataset_lib
+from alti2v import features as features_lib
+
+AUGMENTATIONS = ("flip", "crop")
+DEFAULT_SHUFFLE_BUFFER = 2048
+
+
+def to_model_input(jpeg: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Stored JPEG bytes → uint8 [image_size, image_size, 3], padded to square (aspect kept).
+
+  The same function serves training, evaluation and prediction. When the stored
+  longer side already equals image_size (build with --image_size = training size),
+  only a pad is done: no resize on the hot path.
+  """
+  image = tf.io.decode_jpeg(jpeg, channels=3)
+  shape = tf.shape(image)
+  longer = tf.maximum(shape[0], shape[1])
+
+  def pad_only():
+    return tf.image.pad_to_bounding_box(
+        image, (image_size - shape[0]) // 2, (image_size - shape[1]) // 2,
+        image_size, image_size)
+
+  def resize_and_pad():
+    resized = tf.image.resize_with_pad(image, image_size, image_size,
+                                       antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+  image = tf.cond(longer == image_size, pad_only, resize_and_pad)
+  image.set_shape([image_size, image_size, 3])
+  return image
+
+
+def augment(image: tf.Tensor, augmentations: Sequence[str]) -> tf.Tensor:
+  """Random training augmentations. "crop" is opt-in: a crop can cut away what a label says."""
+  unknown = set(augmentations) - set(AUGMENTATIONS)
+  if unknown:
+    raise ValueError(f"unknown augmentations {sorted(unknown)}; known: {AUGMENTATIONS}")
+  if "crop" in augmentations:
+    size = image.shape[0]
+    crop = int(size * 0.875)
+    image = tf.image.random_crop(image, [crop, crop, 3])
+    image = tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8)
+  if "flip" in augmentations:
+    image = tf.image.random_flip_left_right(image)
+  return image
+
+
+def multi_hot_tags(num_tags: int) -> Callable[[dict], tf.Tensor]:
+  """Label function: the `tags` ids of a record → multi-hot float32 [num_tags]."""
+  def label(example: dict) -> tf.Tensor:
+    ids = tf.cast(example[features_lib.TAGS], tf.int64)
+    hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [num_tags])
+    return tf.minimum(hot, 1.0)
+  return label
+
+
+def check_shards(data_dir: str, builder: tfds.core.DatasetBuilder, split: str) -> None:
+  """Every shard of split exists with the size the builder wrote (a stat() each, no read).
+
+  Raises:
+    DatasetError naming the first missing or resized shard.
+  """
+  metadata_path = tf.io.gfile.join(data_dir, features_lib.METADATA_FILE)
+  sizes = None
+  if tf.io.gfile.exists(metadata_path):
+    with tf.io.gfile.GFile(metadata_path) as f:
+      sizes = json.load(f).get("shard_file_bytes", {}).get(split)
+  for i, path in enumerate(dataset_lib.shard_paths(builder, split)):
+    if not tf.io.gfile.exists(path):
+      raise dataset_lib.DatasetError(f"shard {path} is missing")
+    if sizes is not None and tf.io.gfile.stat(path).length != sizes[i]:
+      raise dataset_lib.DatasetError(
+          f"shard {path} is {tf.io.gfile.stat(path).length} bytes but the build "
+          f"wrote {sizes[i]}: it was truncated or replaced")
+
+
+def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
+             image_size: int = 224,
+             input_context: Optional[tf.distribute.InputContext] = None,
+             augmentations: Sequence[str] = ("flip",),
+             label_fn: Optional[Callable[[dict], tf.Tensor]] = None,
+             shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+             seed: Optional[int] = None,
+             with_path: bool = False) -> tf.data.Dataset:
+  """Batches of (uint8 images [B, S, S, 3], labels) from a finished dataset directory.
+
+  Plugs into `strategy.distribute_datasets_from_function(lambda ctx: input_fn(...,
+  input_context=ctx))`: files are sharded over input pipelines and each batch has
+  the per-replica size.
+
+  Args:
+    data_dir: a dataset directory written by a beam_jobs builder.
+    split: "train", "validation", "test", or any tfds split expression.
+    batch_size: the global batch size (per replica = batch_size / replicas).
+    training: shuffle, repeat forever, augment, drop the last partial batch and
+      allow non-deterministic order; otherwise one deterministic pass.
+    image_size: side of the square model input.
+    input_context: from distribute_datasets_from_function; None = one pipeline.
+    augmentations: applied in training; a subset of AUGMENTATIONS.
+    label_fn: record dict → label tensor; default multi-hot of `tags`.
+    shuffle_buffer: examples in the shuffle buffer (training).
+    seed: makes file order and shuffles repeatable.
+    with_path: also yield the source paths: (images, labels, paths).
+
+  Raises:
+    DatasetError: data_dir is not a finished dataset, or a shard is missing or resized.
+  """
+  builder = dataset_lib.load_builder(data_dir)
+  if split in builder.info.splits:
+    check_shards(data_dir, builder, split)
+  if label_fn is None:
+    label_fn = multi_hot_tags(builder.info.features[features_lib.TAGS].feature.num_classes)
+  per_replica = (input_context.get_per_replica_batch_size(batch_size)
+                 if input_context else batch_size)
+  read_config = tfds.ReadConfig(
+      input_context=input_context,  # Each pipeline reads its own subset of files.
+      shuffle_seed=seed,
+      interleave_cycle_length=16,  # Files read in parallel, records interleaved.
+      interleave_block_length=1,
+      try_autocache=False,  # Never cache a dataset that can be millions of images.
+      skip_prefetch=True)  # We prefetch once, at the end.
+  ds = builder.as_dataset(
+      split=split, shuffle_files=training, read_config=read_config,
+      decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()})  # Decoded once, below.
+
+  options = tf.data.Options()
+  # Order only matters for evaluation; in training, take whatever is ready first.
+  options.deterministic = not training
+  ds = ds.with_options(options)
+  if training:
+    # Shuffle records before decoding: the buffer holds small JPEGs, not pixels.
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
+
+  def parse(example):
+    image = to_model_input(example[features_lib.IMAGE], image_size)
+    if training:
+      image = augment(image, augmentations)
+    outputs = (image, label_fn(example))
+    if with_path:
+      outputs += (example[features_lib.PATH],)
+    return outputs
+
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+  # drop_remainder in training keeps every step's shape static and replicas equal.
+  ds = ds.batch(per_replica, drop_remainder=training,
+                num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def num_examples(data_dir: str, split: str) -> int:
+  return dataset_lib.load_builder(data_dir).info.splits[split].num_examples
+
+
+def vocabulary(data_dir: str) -> list[str]:
+  """The tag names of a dataset, index = tag id."""
+  return list(dataset_lib.load_builder(data_dir).info.features[features_lib.TAGS].names)

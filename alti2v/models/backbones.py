@@ -1,0 +1,80 @@
+"""Backbones: VGG16 (ImageNet weights, a local .h5, or none) and a small CNN for CPU runs.
+
+Both take uint8 images; VGG's own preprocessing (RGB→BGR, ImageNet mean) runs inside the
+model, so the input pipeline moves 4× fewer bytes and an exported model accepts plain images.
+"""
+from __future__ import annotations
+
+import logging
+
+import keras
+from keras import layers
+
+BACKBONES = ("vgg16", "small")
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="alti2v")
+class VGGPreprocess(layers.Layer):
+  """uint8 RGB → float BGR minus the ImageNet mean (keras.applications.vgg16.preprocess_input)."""
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault("dtype", "float32")  # Subtract the mean in float32, then autocast.
+    super().__init__(**kwargs)
+
+  def call(self, images):
+    images = keras.ops.cast(images, "float32")
+    bgr = images[..., ::-1]
+    return bgr - keras.ops.convert_to_tensor(VGG_MEAN_BGR, "float32")
+
+
+def _small_cnn(image_size: int) -> keras.Model:
+  """Four conv blocks, 32-256 filters: trains in minutes on a CPU at 64-96 px."""
+  inputs = keras.Input((image_size, image_size, 3), name="small_input")
+  x = inputs
+  for i, filters in enumerate((32, 64, 128, 256)):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i+1}_conv")(x)
+    x = layers.BatchNormalization(name=f"block{i+1}_bn")(x)
+    x = layers.ReLU(name=f"block{i+1}_relu")(x)
+    x = layers.MaxPooling2D(name=f"block{i+1}_pool")(x)
+  return keras.Model(inputs, x, name="small")
+
+
+def build_backbone(name: str, image_size: int, weights: str | None) -> keras.Model:
+  """The convolutional part, taking preprocessed float images.
+
+  Args:
+    name: "vgg16" or "small".
+    image_size: input side, pixels.
+    weights: for vgg16: "imagenet" (downloaded by Keras on first use), a local
+      .h5 weights file (include_top=False), or None (random). Must be None for small.
+  """
+  if name == "vgg16":
+    return keras.applications.VGG16(include_top=False, weights=weights,
+                                    input_shape=(image_size, image_size, 3))
+  if name == "small":
+    if weights is not None:
+      raise ValueError("the small backbone has no pretrained weights: use --weights=none")
+    return _small_cnn(image_size)
+  raise ValueError(f"unknown backbone {name!r}; known: {BACKBONES}")
+
+
+def freeze_layers(backbone: keras.Model, count: int, weights: str | None) -> int:
+  """Freezes backbone.layers[:count] (the input layer counts, as in model.layers[:N]).
+
+  Freezing random weights would freeze noise: with weights=None nothing is frozen.
+
+  Returns:
+    The number of layers frozen.
+  """
+  if count <= 0:
+    return 0
+  if weights is None:
+    logging.warning("frozen_layers=%d ignored: weights=None, so every layer trains",
+                    count)
+    return 0
+  for layer in backbone.layers[:count]:
+    layer.trainable = False
+  logging.info("froze %d backbone layers: %s ... %s", count, backbone.layers[0].name,
+               backbone.layers[count - 1].name)
+  return count

@@ -1,0 +1,69 @@
+"""Tasks: what differs between the models alti2v trains — label, head, loss, metrics, augmentation.
+
+Everything else (builder, input pipeline, training loop) is shared. A task is a small description.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import keras
+
+from alti2v import input_pipeline
+from alti2v import models
+from alti2v.config import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """Attributes:
+    name: the --task name.
+    label_fn: (num_outputs) → record dict → label tensor, for input_fn.
+    head: (features, num_outputs, config) → output tensor.
+    loss: a Keras loss.
+    metrics: (num_outputs) → list of Keras metrics.
+    augmentations: the default training augmentations.
+  """
+  name: str
+  label_fn: Callable
+  head: Callable
+  loss: Callable[[], keras.losses.Loss]
+  metrics: Callable[[int], list]
+  augmentations: Sequence[str] = ("flip",)
+
+
+def _tagger_metrics(num_tags: int) -> list:
+  return [
+      keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_tags, name="pr_auc"),
+      keras.metrics.Precision(thresholds=0.5, name="precision"),
+      keras.metrics.Recall(thresholds=0.5, name="recall"),
+  ]
+
+
+TASKS = {
+    "tagger": Task(
+        name="tagger",
+        label_fn=input_pipeline.multi_hot_tags,
+        head=lambda x, n, c: models.tagger_head(x, n, c.hidden_units, c.dropout),
+        loss=keras.losses.BinaryCrossentropy,
+        metrics=_tagger_metrics,
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+  if name not in TASKS:
+    raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+  return TASKS[name]
+
+
+def build_model(config: TrainConfig, num_outputs: int) -> keras.Model:
+  """uint8 images → VGG preprocessing → backbone → the task's head."""
+  task = get_task(config.task)
+  inputs = keras.Input((config.image_size, config.image_size, 3), dtype="uint8",
+                       name="image")
+  x = models.VGGPreprocess(name="vgg_preprocess")(inputs)
+  backbone = models.build_backbone(config.backbone, config.image_size, config.weights_arg)
+  models.freeze_layers(backbone, config.frozen_layers, config.weights_arg)
+  outputs = task.head(backbone(x), num_outputs, config)
+  return keras.Model(inputs, outputs, name=f"{config.task}_{config.backbone}")
