@@ -96,7 +96,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
              label_fn: Optional[Callable[[dict], tf.Tensor]] = None,
              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
              seed: Optional[int] = None,
-             with_path: bool = False) -> tf.data.Dataset:
+             with_path: bool = False,
+             drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
   """Batches of (uint8 images [B, S, S, 3], labels) from a finished dataset directory.
 
   Plugs into `strategy.distribute_datasets_from_function(lambda ctx: input_fn(...,
@@ -116,6 +117,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     shuffle_buffer: examples in the shuffle buffer (training).
     seed: makes file order and shuffles repeatable.
     with_path: also yield the source paths: (images, labels, paths).
+    drop_remainder: drop the last partial batch; default = training. Evaluation
+      over several replicas needs it (an empty replica batch breaks BatchNorm).
 
   Raises:
     DatasetError: data_dir is not a finished dataset, or a shard is missing or resized.
@@ -158,7 +161,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
 
   ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
   # drop_remainder in training keeps every step's shape static and replicas equal.
-  ds = ds.batch(per_replica, drop_remainder=training,
+  ds = ds.batch(per_replica,
+                drop_remainder=training if drop_remainder is None else drop_remainder,
                 num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 

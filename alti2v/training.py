@@ -112,7 +112,7 @@ def read_json(path: str) -> Optional[Any]:
 def write_json(path: str, value: Any) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
+    json.dump(value, f, indent=2)
   os.replace(tmp, path)
 
 
@@ -169,13 +169,19 @@ def train(config: TrainConfig,
                "%d replica(s)", task.name, num_outputs, num_train, steps_per_epoch,
                policy, strategy.num_replicas_in_sync)
 
+  replicas = strategy.num_replicas_in_sync
+
   def dataset(split: str, training: bool):
     def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-      return input_pipeline.input_fn(
+      ds = input_pipeline.input_fn(
           config.data_dir, split, config.batch_size, training=training,
           image_size=config.image_size, input_context=ctx,
           augmentations=config.augmentations, label_fn=task.label_fn(num_outputs),
-          shuffle_buffer=config.shuffle_buffer, seed=config.seed)
+          shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+          drop_remainder=training or replicas > 1)
+      # Several replicas validate on whole batches only (never an empty replica),
+      # repeated so that a split smaller than a batch still gives one step.
+      return ds.repeat() if not training and replicas > 1 else ds
     return strategy.distribute_datasets_from_function(make)
 
   with strategy.scope():
@@ -192,9 +198,13 @@ def train(config: TrainConfig,
       *extra_callbacks,
   ]
   has_validation = "validation" in builder.info.splits
-  # An exact step count: the validation iterator never "runs out of data".
-  validation_steps = config.validation_steps or (-(-builder.info.splits[
-      "validation"].num_examples // config.batch_size) if has_validation else None)
+  validation_steps = None
+  if has_validation:
+    num_validation = builder.info.splits["validation"].num_examples
+    # An exact step count: the validation iterator never "runs out of data".
+    validation_steps = config.validation_steps or (
+        -(-num_validation // config.batch_size) if replicas == 1
+        else max(1, num_validation // config.batch_size))
   try:
     model.fit(dataset("train", True), epochs=config.epochs,
               steps_per_epoch=steps_per_epoch,
@@ -205,7 +215,7 @@ def train(config: TrainConfig,
     # TF's message names an offset, not a file: find the shard.
     dataset_lib.verify_dataset(config.data_dir)
     raise dataset_lib.DatasetError(f"corrupt data in {config.data_dir}: {e.message}") from e
-  return export(config, vocabulary, policy, strategy.num_replicas_in_sync)
+  return export(config, vocabulary, policy, replicas)
 
 
 def export(config: TrainConfig, vocabulary: Sequence[str], policy: str,

@@ -1,5 +1,53 @@
-"""Test set-up: quiet TensorFlow, and the repository root importable."""
+"""Test set-up: the CPU split into 2 logical devices (MirroredStrategy tests), shared fixtures.
+
+The split must happen before TensorFlow initialises its devices, i.e. before any test
+runs an op: hence here, at import.
+"""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, as in CI.
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+NUM_CPU_REPLICAS = 2
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * NUM_CPU_REPLICAS)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+  """(images_dir, data_dir): 60 sample images stored at 32 px, 2 shards per split."""
+  from alti2v import sample_data
+  from beam_jobs import build_tagged_dataset
+  root = tmp_path_factory.mktemp("tiny")
+  images, data = root / "images", root / "dataset"
+  sample_data.write_corpus(str(images), 60, seed=3)
+  build_tagged_dataset.run([
+      "--input_dir", str(images), "--output_dir", str(data), "--image_size", "32",
+      "--num_shards", "2", "--val_fraction", "0.25", "--test_fraction", "0.25",
+      "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+  return str(images), str(data)
+
+
+def tiny_config(data_dir, model_dir, **overrides):
+  """The demo config shrunk to seconds: small CNN, 32 px, a few steps."""
+  from alti2v.config import TrainConfig
+  values = dict(task="tagger", data_dir=data_dir, model_dir=str(model_dir),
+                backbone="small", weights="none", image_size=32, batch_size=8,
+                epochs=1, steps_per_epoch=2, hidden_units=16, dropout=0.3,
+                mixed_precision="float32", shuffle_buffer=64)
+  values.update(overrides)
+  return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def trained_tagger(tiny_dataset, tmp_path_factory):
+  """(data_dir, model_dir) of a tagger trained for a few steps on tiny_dataset."""
+  from alti2v import training
+  _, data_dir = tiny_dataset
+  model_dir = tmp_path_factory.mktemp("tagger")
+  training.train(tiny_config(data_dir, model_dir, epochs=2, steps_per_epoch=3))
+  return data_dir, str(model_dir)

@@ -1,0 +1,131 @@
+"""alti2v.input_pipeline on a real dataset built by the real Beam job."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from alti2v import dataset as dataset_lib
+from alti2v import features as features_lib
+from alti2v import input_pipeline
+from beam_jobs import build_tagged_dataset as job
+
+
+def expected_multi_hot(path, vocabulary):
+  with open(os.path.splitext(path)[0] + ".txt", encoding="utf-8") as f:
+    tags = job.parse_tags(f.read())
+  hot = np.zeros(len(vocabulary), np.float32)
+  for t in tags:
+    if t in vocabulary:
+      hot[vocabulary.index(t)] = 1
+  return hot
+
+
+def test_training_batches_shapes_and_dtypes(tiny_dataset):
+  _, data = tiny_dataset
+  n = len(input_pipeline.vocabulary(data))
+  images, labels = next(iter(input_pipeline.input_fn(
+      data, "train", 8, training=True, image_size=48, seed=1)))
+  assert images.dtype == tf.uint8 and images.shape == (8, 48, 48, 3)
+  assert labels.dtype == tf.float32 and labels.shape == (8, n)
+  assert set(np.unique(labels.numpy())) <= {0.0, 1.0}
+  assert labels.numpy().sum(1).min() >= 1  # every image keeps at least one tag
+
+
+def test_every_image_comes_back_with_exactly_its_tags(tiny_dataset):
+  _, data = tiny_dataset
+  vocabulary = input_pipeline.vocabulary(data)
+  seen = []
+  for images, labels, paths in input_pipeline.input_fn(
+      data, "test", 5, training=False, image_size=32, with_path=True):
+    for label, path in zip(labels.numpy(), paths.numpy()):
+      path = path.decode()
+      np.testing.assert_array_equal(label, expected_multi_hot(path, vocabulary))
+      seen.append(path)
+  assert len(seen) == len(set(seen)) == input_pipeline.num_examples(data, "test")
+
+
+def test_same_image_eagerly_and_inside_the_pipeline(tiny_dataset):
+  _, data = tiny_dataset
+  builder = dataset_lib.load_builder(data)
+  raw = next(iter(builder.as_dataset(split="test", decoders={
+      features_lib.IMAGE: tfds.decode.SkipDecoding()})))
+  path = raw[features_lib.PATH].numpy()
+  for size in (32, 40):  # 32 = stored size (pad only); 40 = resize and pad
+    eager = input_pipeline.to_model_input(raw[features_lib.IMAGE], size).numpy()
+    for images, _, paths in input_pipeline.input_fn(
+        data, "test", 64, training=False, image_size=size, with_path=True):
+      index = list(paths.numpy()).index(path)
+      np.testing.assert_array_equal(images.numpy()[index], eager)
+
+
+def test_pad_to_square_keeps_the_aspect():
+  image = np.full((16, 32, 3), 200, np.uint8)  # wide: 16 high, 32 wide
+  jpeg = tf.io.encode_jpeg(image, quality=100)
+  padded = input_pipeline.to_model_input(jpeg, 32).numpy()
+  assert padded.shape == (32, 32, 3)
+  assert padded[:8].max() == 0 and padded[24:].max() == 0  # padding rows
+  assert abs(padded[8:24].mean() - 200) < 2
+  resized = input_pipeline.to_model_input(jpeg, 64).numpy()
+  assert resized[:16].max() == 0 and resized[48:].max() == 0
+  assert abs(resized[20:44].mean() - 200) < 2
+
+
+def test_two_input_pipelines_read_every_record_exactly_once(tiny_dataset):
+  _, data = tiny_dataset
+  seen = []
+  for pipeline_id in (0, 1):
+    context = tf.distribute.InputContext(num_input_pipelines=2,
+                                         input_pipeline_id=pipeline_id,
+                                         num_replicas_in_sync=2)
+    paths = [p for _, _, batch in input_pipeline.input_fn(
+        data, "train", 4, training=False, image_size=32, input_context=context,
+        with_path=True) for p in batch.numpy()]
+    assert paths  # each pipeline gets its own shard
+    seen.append(set(paths))
+    assert len(paths) == len(set(paths))
+  assert not seen[0] & seen[1]
+  assert len(seen[0] | seen[1]) == input_pipeline.num_examples(data, "train")
+
+
+def test_per_replica_batches_under_two_logical_devices(tiny_dataset):
+  _, data = tiny_dataset
+  cpus = tf.config.list_logical_devices("CPU")
+  assert len(cpus) == 2
+  strategy = tf.distribute.MirroredStrategy([d.name for d in cpus])
+  dist = strategy.distribute_datasets_from_function(
+      lambda ctx: input_pipeline.input_fn(data, "train", 8, training=True,
+                                          image_size=32, input_context=ctx))
+  images, labels = next(iter(dist))
+  local = strategy.experimental_local_results(images)
+  assert len(local) == 2
+  assert [tuple(x.shape) for x in local] == [(4, 32, 32, 3)] * 2
+  assert [tuple(y.shape)[0] for y in strategy.experimental_local_results(labels)] == [4, 4]
+
+
+def test_unfinished_dataset_is_refused_with_a_clear_error(tmp_path):
+  (tmp_path / "tagged_images-train.tfrecord-00000-of-00001").write_bytes(b"")
+  with pytest.raises(dataset_lib.DatasetError, match="dataset_info.json is missing"):
+    input_pipeline.input_fn(str(tmp_path), "train", 4, training=True)
+
+
+def test_truncated_shard_is_named(tiny_dataset, tmp_path):
+  import shutil
+  _, data = tiny_dataset
+  copy = tmp_path / "copy"
+  shutil.copytree(data, copy)
+  shard = copy / "tagged_images-train.tfrecord-00001-of-00002"
+  shard.write_bytes(shard.read_bytes()[:-100])
+  with pytest.raises(dataset_lib.DatasetError,
+                     match="train.tfrecord-00001-of-00002 is .* bytes but the build wrote"):
+    input_pipeline.input_fn(str(copy), "train", 4, training=True)
+
+
+def test_crop_is_opt_in_and_unknown_augmentations_fail(tiny_dataset):
+  _, data = tiny_dataset
+  images, _ = next(iter(input_pipeline.input_fn(
+      data, "train", 4, training=True, image_size=32, augmentations=("flip", "crop"))))
+  assert images.shape == (4, 32, 32, 3) and images.dtype == tf.uint8
+  with pytest.raises(ValueError, match="unknown augmentations"):
+    input_pipeline.input_fn(data, "train", 4, training=True, augmentations=("rotate",))

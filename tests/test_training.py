@@ -1,0 +1,154 @@
+"""alti2v.training: a few real training steps, mirrored over 2 logical CPUs, resume, export."""
+import csv
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alti2v import input_pipeline
+from alti2v import models
+from alti2v import tasks
+from alti2v import training
+from tests.conftest import tiny_config
+
+
+def history(model_dir):
+  with open(os.path.join(model_dir, training.HISTORY_FILE), encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mirrored_training_in_mixed_precision(tiny_dataset, tmp_path, policy):
+  _, data = tiny_dataset
+  info = training.train(tiny_config(data, tmp_path, cpu_replicas=2, mixed_precision=policy,
+                                    steps_per_epoch=2))
+  assert info["replicas"] == 2 and info["mixed_precision"] == policy
+  rows = history(tmp_path)
+  assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
+  assert np.isfinite(float(rows[0]["val_loss"]))
+  model = keras.models.load_model(tmp_path / training.MODEL_FILE)
+  assert model.get_layer("probabilities").dtype_policy.compute_dtype == "float32"
+  assert model.get_layer("head_dense").dtype_policy.compute_dtype == policy.split("_")[1]
+  if policy == "mixed_float16":
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+  images, _ = next(iter(input_pipeline.input_fn(data, "test", 4, training=False,
+                                                image_size=32)))
+  probabilities = model.predict_on_batch(images)
+  assert probabilities.dtype == np.float32
+  assert ((probabilities >= 0) & (probabilities <= 1)).all()
+  keras.mixed_precision.set_global_policy("float32")
+
+
+def test_saved_model_export_matches_the_keras_model(trained_tagger):
+  data, model_dir = trained_tagger
+  model = keras.models.load_model(os.path.join(model_dir, training.MODEL_FILE))
+  exported = tf.saved_model.load(os.path.join(model_dir, training.SAVED_MODEL_DIR))
+  images, _ = next(iter(input_pipeline.input_fn(data, "test", 4, training=False,
+                                                image_size=32)))
+  np.testing.assert_allclose(exported.serve(images).numpy(),
+                             model.predict_on_batch(images), atol=1e-5)
+  with open(os.path.join(model_dir, "tags.labels.txt"), encoding="utf-8") as f:
+    assert f.read().split() == input_pipeline.vocabulary(data)
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+  """Kills training at the end of an epoch, after the checkpoints were written."""
+
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch + 1 == self.epoch:
+      raise KeyboardInterrupt("killed")
+
+
+def test_killed_run_resumes_at_the_next_epoch_and_keeps_the_best(tiny_dataset, tmp_path):
+  _, data = tiny_dataset
+  config = tiny_config(data, tmp_path, epochs=3, steps_per_epoch=2)
+  with pytest.raises(KeyboardInterrupt):
+    training.train(config, extra_callbacks=[StopAfterEpoch(1)])
+  assert [r["epoch"] for r in history(tmp_path)] == ["0"]
+  assert not os.path.exists(tmp_path / training.MODEL_INFO_FILE)
+  weights_after_1 = keras.models.load_model(tmp_path / training.BEST_MODEL).get_weights()
+
+  class Record(keras.callbacks.Callback):
+    first_epoch = None
+    weights = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+      if Record.first_epoch is None:
+        Record.first_epoch = epoch
+        Record.weights = self.model.get_weights()
+
+  info = training.train(config, extra_callbacks=[Record()])
+  assert Record.first_epoch == 1  # continued with epoch 2, not from scratch
+  # ...from the state the killed run saved (its last epoch is also its best).
+  for restored, saved in zip(Record.weights, weights_after_1):
+    np.testing.assert_allclose(restored, saved, rtol=1e-6)
+  rows = history(tmp_path)
+  assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+  losses = [float(r["val_loss"]) for r in rows]
+  best = json.loads((tmp_path / training.BEST_FILE).read_text())
+  assert best["val_loss"] == pytest.approx(min(losses), rel=1e-5)
+  assert best["epoch"] == int(np.argmin(losses)) + 1 == info["best_epoch"]
+
+
+def test_finished_run_is_not_trained_again_unless_overwrite(trained_tagger, caplog):
+  data, model_dir = trained_tagger
+  config = tiny_config(data, model_dir, epochs=2, steps_per_epoch=3)
+  before = history(model_dir)
+  with caplog.at_level(logging.INFO):
+    info = training.train(config)
+  assert "nothing to do" in caplog.text
+  assert history(model_dir) == before and info["epochs"] == 2
+
+
+def test_other_settings_in_the_same_model_dir_are_refused(trained_tagger):
+  data, model_dir = trained_tagger
+  with pytest.raises(ValueError, match="other settings.*learning_rate"):
+    training.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3,
+                               learning_rate=0.5))
+
+
+def test_overwrite_starts_over(tiny_dataset, tmp_path):
+  _, data = tiny_dataset
+  training.train(tiny_config(data, tmp_path))
+  training.train(tiny_config(data, tmp_path, overwrite=True))
+  assert [r["epoch"] for r in history(tmp_path)] == ["0"]
+
+
+def test_frozen_layers_count_like_model_layers_and_need_pretrained_weights(tmp_path, caplog):
+  weights = str(tmp_path / "vgg16_notop.weights.h5")
+  models.build_backbone("vgg16", 32, None).save_weights(weights)
+  backbone = models.build_backbone("vgg16", 32, weights)
+  assert models.freeze_layers(backbone, 11, weights) == 11
+  frozen = [layer.name for layer in backbone.layers if not layer.trainable]
+  assert frozen[0] == backbone.layers[0].name and frozen[-1] == "block3_pool"
+  assert len(frozen) == 11 and backbone.layers[11].trainable
+  fresh = models.build_backbone("vgg16", 32, None)
+  with caplog.at_level(logging.WARNING):
+    assert models.freeze_layers(fresh, 11, None) == 0
+  assert "every layer trains" in caplog.text
+  assert all(layer.trainable for layer in fresh.layers)
+
+
+def test_model_takes_uint8_and_applies_vgg_preprocessing(tiny_dataset, tmp_path):
+  _, data = tiny_dataset
+  config = tiny_config(data, tmp_path)
+  model = tasks.build_model(config, 5)
+  assert model.input.dtype == "uint8" and model.output.shape == (None, 5)
+  pixel = np.array([[[[10, 20, 30]]]], np.uint8)
+  out = models.VGGPreprocess()(pixel).numpy()
+  np.testing.assert_allclose(out[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68],
+                             rtol=1e-5)
+
+
+def test_precision_auto_on_this_cpu():
+  expected = "mixed_bfloat16" if training.cpu_has_bf16() else "float32"
+  assert training.resolve_precision("auto") == expected
+  assert training.resolve_precision("float32") == "float32"
