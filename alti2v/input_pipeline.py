@@ -46,18 +46,23 @@ def to_model_input(jpeg: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def augment(image: tf.Tensor, augmentations: Sequence[str]) -> tf.Tensor:
-  """Random training augmentations. "crop" is opt-in: a crop can cut away what a label says."""
-  unknown = set(augmentations) - set(AUGMENTATIONS)
-  if unknown:
-    raise ValueError(f"unknown augmentations {sorted(unknown)}; known: {AUGMENTATIONS}")
+  """Per-image random augmentations. "crop" is opt-in: a crop can cut away what a label says."""
+  check_augmentations(augmentations)
   if "crop" in augmentations:
     size = image.shape[0]
     crop = int(size * 0.875)
     image = tf.image.random_crop(image, [crop, crop, 3])
     image = tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8)
   if "flip" in augmentations:
+    # Per image: a batch-level flip computes a flipped copy of every image (slower).
     image = tf.image.random_flip_left_right(image)
   return image
+
+
+def check_augmentations(augmentations: Sequence[str]) -> None:
+  unknown = set(augmentations) - set(AUGMENTATIONS)
+  if unknown:
+    raise ValueError(f"unknown augmentations {sorted(unknown)}; known: {AUGMENTATIONS}")
 
 
 def multi_hot_tags(num_tags: int) -> Callable[[dict], tf.Tensor]:
@@ -94,6 +99,7 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
              input_context: Optional[tf.distribute.InputContext] = None,
              augmentations: Sequence[str] = ("flip",),
              label_fn: Optional[Callable[[dict], tf.Tensor]] = None,
+             label_features: Sequence[str] = (features_lib.TAGS,),
              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
              seed: Optional[int] = None,
              with_path: bool = False,
@@ -114,6 +120,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     input_context: from distribute_datasets_from_function; None = one pipeline.
     augmentations: applied in training; a subset of AUGMENTATIONS.
     label_fn: record dict → label tensor; default multi-hot of `tags`.
+    label_features: the record features label_fn reads; only these (and the
+      image) are parsed.
     shuffle_buffer: examples in the shuffle buffer (training).
     seed: makes file order and shuffles repeatable.
     with_path: also yield the source paths: (images, labels, paths).
@@ -123,6 +131,7 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
   Raises:
     DatasetError: data_dir is not a finished dataset, or a shard is missing or resized.
   """
+  check_augmentations(augmentations)
   builder = dataset_lib.load_builder(data_dir)
   if split in builder.info.splits:
     check_shards(data_dir, builder, split)
@@ -137,9 +146,14 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
       interleave_block_length=1,
       try_autocache=False,  # Never cache a dataset that can be millions of images.
       skip_prefetch=True)  # We prefetch once, at the end.
+  wanted = {features_lib.IMAGE: True, **{name: True for name in label_features}}
+  if with_path:
+    wanted[features_lib.PATH] = True
   ds = builder.as_dataset(
       split=split, shuffle_files=training, read_config=read_config,
-      decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()})  # Decoded once, below.
+      # Parse only what is used; the JPEG is decoded once, below.
+      decoders=tfds.decode.PartialDecoding(
+          wanted, decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()}))
 
   options = tf.data.Options()
   # Order only matters for evaluation; in training, take whatever is ready first.

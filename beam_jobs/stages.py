@@ -104,6 +104,22 @@ def check_filesystem(path: str) -> None:
     raise ValueError(f"{e} for {path}.{hint}") from None
 
 
+class _InMemoryWorkersFilter(logging.Filter):
+  """Drops FnApiRunner's advice against in_memory with several workers.
+
+  It predates the runner's per-worker embedded handlers: each of the
+  direct_num_workers gets its own in-process SDK worker, and the partitions of a
+  stage run on them concurrently (measured: 1.76x on 2 cores, BUILD.md).
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "direct_running_mode should be" not in record.getMessage()
+
+
+logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(
+    _InMemoryWorkersFilter())
+
+
 def _join(directory: str, name: str) -> str:
   return FileSystems.join(directory, name)
 

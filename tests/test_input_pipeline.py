@@ -129,3 +129,8 @@ def test_crop_is_opt_in_and_unknown_augmentations_fail(tiny_dataset):
   assert images.shape == (4, 32, 32, 3) and images.dtype == tf.uint8
   with pytest.raises(ValueError, match="unknown augmentations"):
     input_pipeline.input_fn(data, "train", 4, training=True, augmentations=("rotate",))
+
+
+def test_input_fn_is_importable_from_the_package():
+  from alti2v import input_fn
+  assert input_fn is input_pipeline.input_fn

@@ -152,3 +152,17 @@ def test_precision_auto_on_this_cpu():
   expected = "mixed_bfloat16" if training.cpu_has_bf16() else "float32"
   assert training.resolve_precision("auto") == expected
   assert training.resolve_precision("float32") == "float32"
+
+
+def test_a_corrupt_shard_is_named_when_training_hits_it(tiny_dataset, tmp_path):
+  import shutil
+  from alti2v import dataset as dataset_lib
+  _, data = tiny_dataset
+  copy = tmp_path / "data"
+  shutil.copytree(data, copy)
+  for shard in sorted(copy.glob("*-train.tfrecord-*")):
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # Same size, a flipped byte: only the CRC can tell.
+    shard.write_bytes(bytes(raw))
+  with pytest.raises(dataset_lib.DatasetError, match=r"train\.tfrecord-0000\d-of-00002 is corrupt"):
+    training.train(tiny_config(str(copy), tmp_path / "run"))
