@@ -210,7 +210,8 @@ def train(config: TrainConfig,
               steps_per_epoch=steps_per_epoch,
               validation_data=dataset("validation", False) if has_validation else None,
               validation_steps=validation_steps,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+              shuffle=False)  # input_fn shuffles; Keras cannot shuffle a dataset.
   except tf.errors.DataLossError as e:
     # TF's message names an offset, not a file: find the shard.
     dataset_lib.verify_dataset(config.data_dir)
