@@ -16,6 +16,7 @@ TAGS = "tags"
 PATH = "path"
 CONTENT_HASH = "content_hash"
 HEIGHT = "height"
+LABEL = "label"  # Binary class of folder-labelled data (screening filter).
 WIDTH = "width"
 
 SPLITS = ("train", "validation", "test")
@@ -44,6 +45,25 @@ def tagged_features(vocabulary: Sequence[str]) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
       IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
       TAGS: tfds.features.Sequence(tfds.features.ClassLabel(names=list(vocabulary))),
+      PATH: tfds.features.Text(doc="Source file the image was read from."),
+      CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
+      HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),
+      WIDTH: tfds.features.Scalar(np.int32, doc="Stored image width."),
+  })
+
+
+CLASS_NAMES = ("negative", "positive")  # Binary ClassLabel: index 1 = keep.
+
+
+def binary_features(class_names: Sequence[str] = CLASS_NAMES) -> tfds.features.FeaturesDict:
+  """The features of a folder-labelled (keep/drop) dataset: like tagged_features, one class id.
+
+  Args:
+    class_names: [negative, positive] names; the label is the index (1 = positive).
+  """
+  return tfds.features.FeaturesDict({
+      IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+      LABEL: tfds.features.ClassLabel(names=list(class_names)),
       PATH: tfds.features.Text(doc="Source file the image was read from."),
       CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
       HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),

@@ -125,12 +125,56 @@ def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
     # Mostly JPEG like a scrape; every seventh a PNG.
     extension = ".png" if index % 7 == 3 else ".jpg"
     path = os.path.join(folder, f"{index:06d}{extension}")
-    if extension == ".png":
-      sample.image.save(path, format="PNG")
-    else:
-      sample.image.save(path, format="JPEG", quality=92)
+    _save(sample.image, path)
     with open(os.path.join(folder, f"{index:06d}.txt"), "w", encoding="utf-8") as f:
       f.write(_tag_text(sample.tags, index % 3))
+    paths.append(path)
+  return paths
+
+
+MOTIF = "red_circle"  # What the screening filter's positives show.
+
+
+def _save(image: Image.Image, path: str) -> None:
+  if path.endswith(".png"):
+    image.save(path, format="PNG")
+  else:
+    image.save(path, format="JPEG", quality=92)
+
+
+def write_folders(out_dir: str, num_images: int, seed: int = 0,
+                  motif: str = MOTIF) -> dict[str, list[str]]:
+  """Hand-sorted layout for the screening filter: positive/ shows the motif, negative/ not.
+
+  Half of the images in each folder; the same arguments give the same files.
+
+  Returns:
+    {"positive": paths, "negative": paths}.
+  """
+  want = {"positive": (num_images + 1) // 2, "negative": num_images // 2}
+  paths: dict[str, list[str]] = {"positive": [], "negative": []}
+  for name in paths:
+    os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+  index = 0
+  while any(len(paths[k]) < want[k] for k in want):
+    sample = draw_sample(index, seed)
+    folder = "positive" if motif in sample.tags else "negative"
+    if len(paths[folder]) < want[folder]:
+      path = os.path.join(out_dir, folder,
+                          f"{index:06d}{'.png' if index % 7 == 3 else '.jpg'}")
+      _save(sample.image, path)
+      paths[folder].append(path)
+    index += 1
+  return paths
+
+
+def write_flat(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
+  """A scraped folder to screen: images only, no tags, one folder."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for index in range(num_images):
+    path = os.path.join(out_dir, f"scraped_{index:06d}{'.png' if index % 7 == 3 else '.jpg'}")
+    _save(draw_sample(index, seed).image, path)
     paths.append(path)
   return paths
 
@@ -138,14 +182,26 @@ def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 600, "How many images to draw.")
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same corpus.")
+flags.DEFINE_enum("layout", "safebooru", ["safebooru", "folders", "flat"],
+                  "safebooru: N.jpg beside N.txt (tagger); folders: positive/ (images "
+                  f"with a {MOTIF}) and negative/ (screening filter); flat: images only "
+                  "(a scraped folder to screen).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError("usage: python -m alti2v.sample_data OUT_DIR "
-                         "[--num_images N] [--seed S]")
-  paths = write_corpus(argv[1], FLAGS.num_images, FLAGS.seed)
-  print(f"wrote {len(paths)} images with tag files under {argv[1]}")
+                         "[--num_images N] [--seed S] [--layout safebooru|folders|flat]")
+  if FLAGS.layout == "folders":
+    paths = write_folders(argv[1], FLAGS.num_images, FLAGS.seed)
+    print(f"wrote {len(paths['positive'])} positive ({MOTIF}) and "
+          f"{len(paths['negative'])} negative images under {argv[1]}")
+  elif FLAGS.layout == "flat":
+    print(f"wrote {len(write_flat(argv[1], FLAGS.num_images, FLAGS.seed))} images "
+          f"to {argv[1]}")
+  else:
+    paths = write_corpus(argv[1], FLAGS.num_images, FLAGS.seed)
+    print(f"wrote {len(paths)} images with tag files under {argv[1]}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import logging
 import re
 from typing import Optional, Sequence
 
@@ -110,36 +108,16 @@ def tag_counts_tsv(counts: Sequence[tuple[tuple[str, int], int]],
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="python -m beam_jobs.build_tagged_dataset",
-      description=__doc__.split("\n\n")[0] + " Other flags go to Beam "
-      "(e.g. --runner=DataflowRunner --project ... --region ...).",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--input_dir", required=True,
-                      help="Folder tree of images (jpg/jpeg/png/gif/webp/bmp, any case) "
-                      "each beside a .txt tag file of the same name; local or gs://.")
-  parser.add_argument("--output_dir", required=True,
-                      help="Dataset directory to create; local or gs://.")
-  parser.add_argument("--dataset_name", default=DEFAULT_DATASET_NAME,
-                      help="Name in the shard file names and dataset_info.json.")
+  parser = stages.base_parser(
+      "python -m beam_jobs.build_tagged_dataset", __doc__.split("\n\n")[0],
+      input_help="Folder tree of images (jpg/jpeg/png/gif/webp/bmp, any case) each "
+      "beside a .txt tag file of the same name; local or gs://.",
+      default_name=DEFAULT_DATASET_NAME)
   parser.add_argument("--num_tags", type=int, default=5000,
                       help="Vocabulary size: the most frequent tags of the train split.")
   parser.add_argument("--min_tag_count", type=int, default=1,
                       help="A tag needs at least this many train images to enter "
                       "the vocabulary.")
-  parser.add_argument("--image_size", type=int, default=256,
-                      help="Longer side of the stored images, in pixels (never upscaled).")
-  parser.add_argument("--max_pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
-                      help="Images with more pixels are rejected (too_many_pixels).")
-  parser.add_argument("--val_fraction", type=float, default=0.1,
-                      help="Share of images in the validation split.")
-  parser.add_argument("--test_fraction", type=float, default=0.1,
-                      help="Share of images in the test split.")
-  parser.add_argument("--num_shards", type=int, default=0,
-                      help="Shards per split (capped at its example count); 0 = "
-                      "automatic, shards of about 150 MB.")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="Replace the dataset in a non-empty output directory.")
   return parser
 
 
@@ -149,34 +127,13 @@ def validate_args(args: argparse.Namespace) -> None:
     raise ValueError(f"--num_tags must be >= 1, got {args.num_tags}")
   if args.min_tag_count < 1:
     raise ValueError(f"--min_tag_count must be >= 1, got {args.min_tag_count}")
-  if args.image_size < 8:
-    raise ValueError(f"--image_size must be >= 8, got {args.image_size}")
-  if args.num_shards < 0:
-    raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
-  for name in ("val_fraction", "test_fraction"):
-    value = getattr(args, name)
-    if not 0.0 <= value < 1.0:
-      raise ValueError(f"--{name} must be in [0, 1), got {value}")
-  if args.val_fraction + args.test_fraction >= 1.0:
-    raise ValueError("--val_fraction + --test_fraction must be < 1 (no train split left)")
-  if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset_name):
-    raise ValueError(f"--dataset_name must be snake_case, got {args.dataset_name!r}")
+  stages.validate_common_args(args)
 
 
 def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
   """Adds the whole build to pipeline p; the dataset is complete when p has run."""
-  discovered = p | "Discover" >> stages.DiscoverImages(args.input_dir, TAG_FILE_EXTENSION)
-  decoded = (
-      discovered.candidates
-      # Candidate
-      | "ReadAndDecode" >> beam.ParDo(stages.ReadAndDecode(
-          read_tags, args.image_size, args.max_pixels)).with_outputs(
-              stages.REJECTED, main="records"))
-  # ImageRecord with tag names
-  unique = decoded.records | "DropDuplicates" >> stages.DropDuplicates()
-  with_split = unique.unique | "AssignSplit" >> beam.Map(
-      lambda r: (stages.split_of(r.content_hash, args.val_fraction,
-                                 args.test_fraction), r))
+  with_split, rejected = p | "Images" >> stages.ImagesBySplit(
+      args, TAG_FILE_EXTENSION, read_tags)
   # (split, ImageRecord with tag names)
   vocabulary = (
       with_split
@@ -198,8 +155,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
   shard_infos, split_sizes = serialized | "WriteShards" >> stages.WriteShards(
       args.output_dir, args.dataset_name, args.num_shards)
   rejections = (
-      (discovered[stages.REJECTED], decoded[stages.REJECTED],
-       unique[stages.REJECTED], labelled[stages.REJECTED])
+      (*rejected, labelled[stages.REJECTED])
       | "AllRejections" >> beam.Flatten()
       | "CountRejections" >> beam.Map(stages.count_rejection))
   build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
@@ -227,24 +183,8 @@ def _finalize(shard_infos, *, args, build_args, vocabulary, split_sizes, rejecti
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
   """Parses argv, builds the dataset, and returns the finished Beam result (metrics)."""
-  args, beam_args = build_parser().parse_known_args(argv)
-  validate_args(args)
-  for path in (args.input_dir, args.output_dir):
-    stages.check_filesystem(path)
-  stages.prepare_output_dir(args.output_dir, args.overwrite)
-  p = beam.Pipeline(options=stages.pipeline_options(beam_args))
-  build_pipeline(p, args)
-  result = p.run()
-  result.wait_until_finish()
-  return result
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  logging.getLogger().setLevel(logging.INFO)
-  args, _ = build_parser().parse_known_args(argv)
-  run(argv)
-  print(json.dumps(stages.summarize(args.output_dir), indent=2))
+  return stages.run_job(argv, build_parser(), validate_args, build_pipeline)
 
 
 if __name__ == "__main__":
-  main()
+  stages.main(run, build_parser())

@@ -6,12 +6,14 @@ A builder (e.g. build_tagged_dataset) supplies only how a label is read and turn
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import platform
+import re
 import uuid
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -195,20 +197,35 @@ def _pair_with_label(stem_and_paths: tuple[str, Iterable[str]],
 
 
 @beam.ptransform_fn
-def DiscoverImages(pbegin, input_dir: str, label_extension: str):  # pylint: disable=invalid-name
+def DiscoverImages(pbegin, input_dir: str,  # pylint: disable=invalid-name
+                   label_extension: Optional[str]):
   """Every image under input_dir (any depth) paired with the label file of the same stem.
 
-  Listing goes through Beam's FileSystems, so gs:// works like a local path.
+  Listing goes through Beam's FileSystems, so gs:// works like a local path. With
+  label_extension=None (labels from folders), every image is a Candidate without a
+  label file.
 
   Returns:
     A DoOutputsTuple: main = Candidate, REJECTED = rejection dicts.
   """
   def keep(metadata) -> bool:
     name = os.path.basename(metadata.path)
-    wanted = imaging.is_image_path(name) or name.endswith(label_extension)
+    wanted = imaging.is_image_path(name) or bool(
+        label_extension and name.endswith(label_extension))
     if not wanted:
       counter("files_ignored").inc()
     return wanted and not name.startswith(".")
+
+  if label_extension is None:
+    return (
+        pbegin
+        | "MatchFiles" >> fileio.MatchFiles(_join(input_dir, "**"))
+        | "KeepImages" >> beam.Filter(keep)
+        | "ToCandidate" >> beam.Map(lambda m: Candidate(m.path, None))
+        # Spread the listing over workers before the decoding.
+        | "Spread" >> beam.Reshuffle()
+        | "NoRejections" >> beam.FlatMap(lambda c: [c]).with_outputs(
+            REJECTED, main="candidates"))
 
   return (
       pbegin
@@ -445,7 +462,8 @@ def library_versions() -> dict[str, str]:
 def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
                      dataset_name: str, features: tfds.features.FeaturesDict,
                      split_sizes: dict[str, tuple[int, int]],
-                     rejections: list[dict[str, str]], label_counts_tsv: str,
+                     rejections: list[dict[str, str]],
+                     label_counts_tsv: Optional[str],
                      metadata: dict[str, Any], description: str) -> dict[str, Any]:
   """Writes rejected.jsonl, the label counts and the TFDS metadata; dataset_info.json last.
 
@@ -492,7 +510,8 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
   rejections = sorted(rejections, key=lambda r: (r["path"], r["reason"]))
   _write_text(_join(output_dir, features_lib.REJECTED_FILE),
               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections))
-  _write_text(_join(output_dir, features_lib.TAG_COUNTS_FILE), label_counts_tsv)
+  if label_counts_tsv is not None:
+    _write_text(_join(output_dir, features_lib.TAG_COUNTS_FILE), label_counts_tsv)
 
   metadata = dict(metadata)
   metadata["num_examples"] = {s.name: sum(s.shard_lengths) for s in split_infos}
@@ -524,11 +543,109 @@ def summarize(output_dir: str) -> dict[str, Any]:
   """What a finished build holds, read back from its metadata.json."""
   with FileSystems.open(_join(output_dir, features_lib.METADATA_FILE)) as f:
     metadata = json.load(f)
-  return {"output_dir": output_dir, "examples": metadata["num_examples"],
-          "vocabulary_size": metadata.get("vocabulary_size"),
-          "rejected": metadata["rejected"]}
+  summary = {"output_dir": output_dir, "examples": metadata["num_examples"]}
+  for key in ("vocabulary_size", "class_counts"):
+    if key in metadata:
+      summary[key] = metadata[key]
+  summary["rejected"] = metadata["rejected"]
+  return summary
 
 
 def count_rejection(record: dict[str, str]) -> dict[str, str]:
   counter(f"rejected_{record['reason']}").inc()
   return record
+
+
+# ---------------------------------------------------------------------------
+# What every builder's command line shares.
+
+def base_parser(prog: str, description: str, input_help: str,
+                default_name: str) -> argparse.ArgumentParser:
+  """The flags of every builder; a builder adds its own."""
+  parser = argparse.ArgumentParser(
+      prog=prog, description=description + " Other flags go to Beam "
+      "(e.g. --runner=DataflowRunner --project ... --region ...).",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--input_dir", required=True, help=input_help)
+  parser.add_argument("--output_dir", required=True,
+                      help="Dataset directory to create; local or gs://.")
+  parser.add_argument("--dataset_name", default=default_name,
+                      help="Name in the shard file names and dataset_info.json.")
+  parser.add_argument("--image_size", type=int, default=256,
+                      help="Longer side of the stored images, in pixels (never upscaled).")
+  parser.add_argument("--max_pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
+                      help="Images with more pixels are rejected (too_many_pixels).")
+  parser.add_argument("--val_fraction", type=float, default=0.1,
+                      help="Share of images in the validation split.")
+  parser.add_argument("--test_fraction", type=float, default=0.1,
+                      help="Share of images in the test split.")
+  parser.add_argument("--num_shards", type=int, default=0,
+                      help="Shards per split (capped at its example count); 0 = "
+                      "automatic, shards of about 150 MB.")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="Replace the dataset in a non-empty output directory.")
+  return parser
+
+
+def validate_common_args(args: argparse.Namespace) -> None:
+  """Raises ValueError naming the first common flag whose value cannot work."""
+  if args.image_size < 8:
+    raise ValueError(f"--image_size must be >= 8, got {args.image_size}")
+  if args.num_shards < 0:
+    raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
+  for name in ("val_fraction", "test_fraction"):
+    value = getattr(args, name)
+    if not 0.0 <= value < 1.0:
+      raise ValueError(f"--{name} must be in [0, 1), got {value}")
+  if args.val_fraction + args.test_fraction >= 1.0:
+    raise ValueError("--val_fraction + --test_fraction must be < 1 (no train split left)")
+  if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset_name):
+    raise ValueError(f"--dataset_name must be snake_case, got {args.dataset_name!r}")
+
+
+@beam.ptransform_fn
+def ImagesBySplit(pbegin, args: argparse.Namespace,  # pylint: disable=invalid-name
+                  label_extension: Optional[str], read_label: Callable[[Candidate], Any]):
+  """discover → read+decode → dedupe → split: the front of every builder.
+
+  Returns:
+    ((split, ImageRecord) PCollection, tuple of rejection PCollections).
+  """
+  discovered = pbegin | "Discover" >> DiscoverImages(args.input_dir, label_extension)
+  decoded = (
+      discovered.candidates
+      # Candidate
+      | "ReadAndDecode" >> beam.ParDo(ReadAndDecode(
+          read_label, args.image_size, args.max_pixels)).with_outputs(
+              REJECTED, main="records"))
+  # ImageRecord with its raw label
+  unique = decoded.records | "DropDuplicates" >> DropDuplicates()
+  with_split = unique.unique | "AssignSplit" >> beam.Map(
+      lambda r: (split_of(r.content_hash, args.val_fraction, args.test_fraction), r))
+  # (split, ImageRecord)
+  return with_split, (discovered[REJECTED], decoded[REJECTED], unique[REJECTED])
+
+
+def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
+            validate: Callable[[argparse.Namespace], None],
+            build_pipeline: Callable[[beam.Pipeline, argparse.Namespace], None]
+            ) -> beam.runners.runner.PipelineResult:
+  """Parses argv, prepares the output directory, runs the pipeline to the end."""
+  args, beam_args = parser.parse_known_args(argv)
+  validate(args)
+  for path in (args.input_dir, args.output_dir):
+    check_filesystem(path)
+  prepare_output_dir(args.output_dir, args.overwrite)
+  p = beam.Pipeline(options=pipeline_options(beam_args))
+  build_pipeline(p, args)
+  result = p.run()
+  result.wait_until_finish()
+  return result
+
+
+def main(run: Callable, parser: argparse.ArgumentParser) -> None:
+  """A builder's __main__: run it, then print the summary of what it built."""
+  logging.getLogger().setLevel(logging.INFO)
+  args, _ = parser.parse_known_args()
+  run(None)
+  print(json.dumps(summarize(args.output_dir), indent=2))

@@ -1,0 +1,126 @@
+"""Beam job: images hand-sorted into class folders (positive/ and negative/) → a keep/drop dataset.
+
+  python -m beam_jobs.build_folder_dataset --input_dir SORTED --output_dir DATASET [Beam options]
+
+Same stages as the tagged builder (beam_jobs.stages); the label is the folder an image sits in
+(at any depth below it). Class counts per split go to metadata.json.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+from typing import Optional, Sequence
+
+import apache_beam as beam
+
+from alti2v import features as features_lib
+from alti2v import imaging
+from beam_jobs import stages
+
+DEFAULT_DATASET_NAME = "screening"
+
+
+def class_reader(input_dir: str, positive: str, negative: str):
+  """A read_label for ReadAndDecode: the class id from the top folder below input_dir."""
+  root = input_dir.rstrip("/") + "/"
+  ids = {negative: 0, positive: 1}
+
+  def read_label(candidate: stages.Candidate) -> int:
+    relative = candidate.image_path[len(root):] if candidate.image_path.startswith(
+        root) else os.path.basename(candidate.image_path)
+    top = relative.split("/", 1)[0] if "/" in relative else ""
+    if top not in ids:
+      raise imaging.Rejected(imaging.NO_CLASS_FOLDER,
+                             f"not under {positive}/ or {negative}/ of {input_dir}")
+    return ids[top]
+  return read_label
+
+
+def to_example(record: stages.ImageRecord) -> dict:
+  return {
+      features_lib.IMAGE: record.jpeg,
+      features_lib.LABEL: record.label,
+      features_lib.PATH: record.path,
+      features_lib.CONTENT_HASH: record.content_hash,
+      features_lib.HEIGHT: record.height,
+      features_lib.WIDTH: record.width,
+  }
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = stages.base_parser(
+      "python -m beam_jobs.build_folder_dataset", __doc__.split("\n\n")[0],
+      input_help="Folder with one sub-folder per class (--positive_folder, "
+      "--negative_folder), images at any depth below them; local or gs://.",
+      default_name=DEFAULT_DATASET_NAME)
+  parser.add_argument("--positive_folder", default="positive",
+                      help="Sub-folder of the images to keep (label 1).")
+  parser.add_argument("--negative_folder", default="negative",
+                      help="Sub-folder of the images to drop (label 0).")
+  return parser
+
+
+def validate_args(args: argparse.Namespace) -> None:
+  if args.positive_folder == args.negative_folder or "/" in (
+      args.positive_folder + args.negative_folder):
+    raise ValueError("--positive_folder and --negative_folder must be two different "
+                     "folder names directly under --input_dir")
+  stages.validate_common_args(args)
+
+
+def class_names(args: argparse.Namespace) -> tuple[str, str]:
+  return (args.negative_folder, args.positive_folder)
+
+
+def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
+  """Adds the whole build to pipeline p; the dataset is complete when p has run."""
+  with_split, rejected = p | "Images" >> stages.ImagesBySplit(
+      args, None, class_reader(args.input_dir, args.positive_folder, args.negative_folder))
+  # (split, ImageRecord with class id)
+  class_counts = (
+      with_split
+      | "SplitClassPairs" >> beam.Map(lambda sr: (sr[0], sr[1].label))
+      | "CountClasses" >> beam.combiners.Count.PerElement()
+      | "GatherClassCounts" >> beam.combiners.ToList())
+  names = class_names(args)
+  serialized = with_split | "Serialize" >> beam.ParDo(
+      stages.Serialize(lambda _: features_lib.binary_features(names), to_example),
+      vocabulary=names)
+  shard_infos, split_sizes = serialized | "WriteShards" >> stages.WriteShards(
+      args.output_dir, args.dataset_name, args.num_shards)
+  rejections = (rejected | "AllRejections" >> beam.Flatten()
+                | "CountRejections" >> beam.Map(stages.count_rejection))
+  build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
+  _ = (
+      shard_infos
+      | "GatherShardInfos" >> beam.combiners.ToList()
+      | "FinalizeDataset" >> beam.Map(
+          _finalize, args=args, build_args=build_args,
+          split_sizes=beam.pvalue.AsDict(split_sizes),
+          rejections=beam.pvalue.AsList(rejections),
+          class_counts=beam.pvalue.AsSingleton(class_counts)))
+
+
+def _finalize(shard_infos, *, args, build_args, split_sizes, rejections, class_counts):
+  names = class_names(args)
+  counts = collections.defaultdict(lambda: {n: 0 for n in names})
+  for (split, class_id), n in class_counts:
+    counts[split][names[class_id]] = n
+  return stages.finalize_dataset(
+      shard_infos, output_dir=args.output_dir, dataset_name=args.dataset_name,
+      features=features_lib.binary_features(names), split_sizes=split_sizes,
+      rejections=rejections, label_counts_tsv=None,
+      metadata={"builder": "beam_jobs.build_folder_dataset", "build_args": build_args,
+                "class_counts": {s: counts[s] for s in features_lib.SPLITS if s in counts}},
+      description="Images sorted into keep/drop folders, built by alti2v's "
+      "build_folder_dataset.")
+
+
+def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
+  """Parses argv, builds the dataset, and returns the finished Beam result (metrics)."""
+  return stages.run_job(argv, build_parser(), validate_args, build_pipeline)
+
+
+if __name__ == "__main__":
+  stages.main(run, build_parser())
