@@ -1,6 +1,7 @@
-"""Evaluation of a trained tagger: mAP, micro/macro F1 at per-tag thresholds calibrated on validation.
+"""Evaluation: a tagger's mAP and F1 at calibrated per-tag thresholds; a screening filter's threshold.
 
   python -m alti2v.evaluate --model_dir RUN --data_dir DATASET --split test
+      [--target_precision P | --target_recall R]      (screening filter)
 
 Writes thresholds.json (used by predict) and per_tag_<split>.csv beside the model, and
 prints the mAP next to the constant predictor's (every image scored with the tag's train
@@ -101,13 +102,123 @@ def f1_at(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dic
           "recall": recall, "f1": f1, "support": support}
 
 
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2."""
+  labels = np.asarray(labels, bool)
+  positives, negatives = labels.sum(), (~labels).sum()
+  if positives == 0 or negatives == 0:
+    return float("nan")
+  order = np.argsort(scores, kind="mergesort")
+  ranks = np.empty(len(scores))
+  sorted_scores = np.asarray(scores)[order]
+  # Average ranks over ties.
+  starts = np.r_[0, np.nonzero(np.diff(sorted_scores))[0] + 1]
+  ends = np.r_[starts[1:], len(scores)]
+  for a, b in zip(starts, ends):
+    ranks[order[a:b]] = (a + b + 1) / 2.0
+  return float((ranks[labels].sum() - positives * (positives + 1) / 2) /
+               (positives * negatives))
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray,
+                     target_precision: Optional[float] = None,
+                     target_recall: Optional[float] = None) -> dict:
+  """The keep threshold (keep = score >= threshold) for the user's goal, on labelled scores.
+
+  target_precision: the lowest threshold whose precision reaches it (the most kept at
+  that precision); target_recall: the highest threshold whose recall reaches it (the
+  fewest kept); neither: maximum F1.
+
+  Returns:
+    {"threshold", "goal", "precision", "recall", "f1"}; raises ValueError when no
+    threshold reaches the target.
+  """
+  labels = np.asarray(labels, bool)
+  if labels.sum() == 0:
+    raise ValueError("no positive example to choose a threshold on")
+  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
+  s, l = np.asarray(scores)[order], labels[order]
+  last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # One candidate per distinct score.
+  tp = np.cumsum(l)[last]
+  precision = tp / (last + 1)
+  recall = tp / labels.sum()
+  f1 = 2 * tp / (last + 1 + labels.sum())
+  if target_precision is not None:
+    ok = np.nonzero(precision >= target_precision)[0]
+    if not len(ok):
+      raise ValueError(f"no threshold reaches precision {target_precision} "
+                       f"(best: {precision.max():.3f})")
+    i, goal = ok[-1], f"precision >= {target_precision}"
+  elif target_recall is not None:
+    ok = np.nonzero(recall >= target_recall)[0]
+    i, goal = ok[0], f"recall >= {target_recall}"
+  else:
+    i, goal = int(np.argmax(f1)), "max F1"
+  return {"threshold": float(s[last[i]]), "goal": goal, "precision": float(precision[i]),
+          "recall": float(recall[i]), "f1": float(f1[i])}
+
+
+def confusion_matrix(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+  labels = np.asarray(labels, bool)
+  keep = np.asarray(scores) >= threshold
+  return {"true_positive": int((keep & labels).sum()), "false_positive": int((keep & ~labels).sum()),
+          "false_negative": int((~keep & labels).sum()), "true_negative": int((~keep & ~labels).sum())}
+
+
+THRESHOLD_FILE = "threshold.json"  # The screening filter's one keep threshold.
+
+
+def evaluate_screen(model_dir: str, data_dir: str, split: str = "test",
+                    batch_size: int = 64, target_precision: Optional[float] = None,
+                    target_recall: Optional[float] = None) -> dict:
+  """Chooses the keep threshold on validation for the goal, saves it, reports split at it.
+
+  Returns:
+    {"threshold", "goal", "validation_precision", "validation_recall", "roc_auc",
+     "pr_auc", "confusion", "precision", "recall", "num_examples"}.
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  from alti2v import tasks, training  # pylint: disable=import-outside-toplevel
+  info = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
+  model = keras.models.load_model(os.path.join(model_dir, info["model"]))
+  task = tasks.get_task("screen")
+
+  def labelled_scores(name):
+    return predict_split(model, data_dir, name, info["image_size"], batch_size,
+                         task=task)
+  val_labels, val_scores = labelled_scores("validation")
+  chosen = choose_threshold(val_labels[:, 0], val_scores[:, 0], target_precision,
+                            target_recall)
+  training.write_json(os.path.join(model_dir, THRESHOLD_FILE), {
+      "threshold": chosen["threshold"], "goal": chosen["goal"], "calibrated_on": "validation",
+      "validation_precision": chosen["precision"], "validation_recall": chosen["recall"]})
+  labels, scores = (val_labels, val_scores) if split == "validation" else labelled_scores(split)
+  labels, scores = labels[:, 0], scores[:, 0]
+  confusion = confusion_matrix(labels, scores, chosen["threshold"])
+  kept = confusion["true_positive"] + confusion["false_positive"]
+  result = {
+      "split": split, "num_examples": int(len(labels)), "threshold": chosen["threshold"],
+      "goal": chosen["goal"], "validation_precision": chosen["precision"],
+      "validation_recall": chosen["recall"], "roc_auc": roc_auc(labels, scores),
+      "pr_auc": average_precision(labels, scores), "confusion": confusion,
+      "precision": confusion["true_positive"] / kept if kept else float("nan"),
+      "recall": float(confusion["true_positive"] / max(1, labels.sum())),
+  }
+  logging.info("evaluation: %s", result)
+  return result
+
+
 def predict_split(model, data_dir: str, split: str, image_size: int,
-                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int = 64, task=None) -> tuple[np.ndarray, np.ndarray]:
   """(labels, scores) of every example of a split, in the split's order."""
   from alti2v import input_pipeline  # pylint: disable=import-outside-toplevel
   labels, scores = [], []
+  kwargs = {}
+  if task is not None:
+    kwargs = {"label_fn": task.label_fn(int(model.output.shape[-1])),
+              "label_features": (task.label_feature,)}
   for images, y in input_pipeline.input_fn(data_dir, split, batch_size, training=False,
-                                           image_size=image_size):
+                                           image_size=image_size, **kwargs):
     scores.append(model.predict_on_batch(images))
     labels.append(y.numpy())
   return np.concatenate(labels), np.concatenate(scores)
@@ -194,7 +305,23 @@ def load_thresholds(model_dir: str, vocabulary: Sequence[str]) -> Optional[np.nd
 def main(argv: Sequence[str]) -> None:
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
+  from alti2v import training  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
+  info = training.read_json(os.path.join(f.model_dir, training.MODEL_INFO_FILE)) or {}
+  if info.get("task") == "screen":
+    r = evaluate_screen(f.model_dir, f.data_dir, f.split, f.batch_size,
+                        f.target_precision, f.target_recall)
+    c = r["confusion"]
+    print(f"threshold {r['threshold']:.4f} ({r['goal']} on validation: precision "
+          f"{r['validation_precision']:.3f}, recall {r['validation_recall']:.3f}); "
+          f"saved to {os.path.join(f.model_dir, THRESHOLD_FILE)}")
+    print(f"{r['split']} ({r['num_examples']} images): ROC-AUC {r['roc_auc']:.4f}  "
+          f"PR-AUC {r['pr_auc']:.4f}  precision {r['precision']:.3f}  "
+          f"recall {r['recall']:.3f} at the threshold")
+    print("confusion matrix at the threshold:   kept(ok)  dropped(ng)")
+    print(f"  positive (should keep)          {c['true_positive']:8d}  {c['false_negative']:11d}")
+    print(f"  negative (should drop)          {c['false_positive']:8d}  {c['true_negative']:11d}")
+    return
   result = evaluate(f.model_dir, f.data_dir, f.split, f.batch_size)
   print(f"{result['split']} ({result['num_examples']} images): "
         f"mAP {result['map']:.4f}  (constant predictor: {result['constant_map']:.4f})  "
@@ -208,5 +335,11 @@ if __name__ == "__main__":
   flags.DEFINE_string("data_dir", None, "The dataset directory.")
   flags.DEFINE_string("split", "test", "Split to evaluate.")
   flags.DEFINE_integer("batch_size", 64, "Batch size.")
+  flags.DEFINE_float("target_precision", None,
+                     "screen: the keep threshold is the lowest with this precision "
+                     "on validation.")
+  flags.DEFINE_float("target_recall", None,
+                     "screen: the keep threshold is the highest with this recall on "
+                     "validation. Neither: max F1.")
   flags.mark_flags_as_required(["model_dir", "data_dir"])
   app.run(main)

@@ -95,8 +95,8 @@ class Progress:
     self._stream.flush()
 
 
-class Tagger:
-  """A trained tagger loaded from its model_dir, with its vocabulary and thresholds."""
+class TrainedModel:
+  """A trained model loaded from its model_dir, with its output names and tagger thresholds."""
 
   def __init__(self, model_dir: str):
     import keras  # pylint: disable=import-outside-toplevel
@@ -128,7 +128,7 @@ class Tagger:
         bar.update(done)
 
 
-def tag_lines(tagger: Tagger, paths: Sequence[str], *, top_k: int = 0,
+def tag_lines(tagger: TrainedModel, paths: Sequence[str], *, top_k: int = 0,
               threshold: Optional[float] = None, vector: bool = False,
               batch_size: int = 32, progress: bool = False) -> Iterator[dict]:
   """One dict per file: tags scoring at or above their threshold, best first.
@@ -165,7 +165,7 @@ def main(argv: Sequence[str]) -> None:
   paths = expand_paths(argv[1:])
   if not paths:
     raise SystemExit("no image files given")
-  tagger = Tagger(f.model_dir)
+  tagger = TrainedModel(f.model_dir)
   threshold = None if f.threshold < 0 else f.threshold
   out = open(f.output, "w", encoding="utf-8") if f.output else sys.stdout
   try:

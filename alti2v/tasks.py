@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import keras
 
+from alti2v import features as features_lib
 from alti2v import input_pipeline
 from alti2v import models
 from alti2v.config import TrainConfig
@@ -25,6 +26,8 @@ class Task:
     augmentations: the default training augmentations.
   """
   name: str
+  label_feature: str
+  num_outputs: Callable[[int], int]
   label_fn: Callable
   head: Callable
   loss: Callable[[], keras.losses.Loss]
@@ -40,13 +43,41 @@ def _tagger_metrics(num_tags: int) -> list:
   ]
 
 
+def _screen_metrics(_: int) -> list:
+  return [
+      keras.metrics.AUC(curve="ROC", name="roc_auc"),
+      keras.metrics.AUC(curve="PR", name="pr_auc"),
+      keras.metrics.Precision(thresholds=0.5, name="precision"),
+      keras.metrics.Recall(thresholds=0.5, name="recall"),
+  ]
+
+
+def _binary_label(_: int) -> Callable:
+  def label(example: dict):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.cast(example[features_lib.LABEL], tf.float32)[None]
+  return label
+
+
 TASKS = {
     "tagger": Task(
         name="tagger",
+        label_feature=features_lib.TAGS,
+        num_outputs=lambda names: names,
         label_fn=input_pipeline.multi_hot_tags,
         head=lambda x, n, c: models.tagger_head(x, n, c.hidden_units, c.dropout),
         loss=keras.losses.BinaryCrossentropy,
         metrics=_tagger_metrics,
+    ),
+    # The screening filter: keep (1) or drop (0), from hand-sorted folders.
+    "screen": Task(
+        name="screen",
+        label_feature=features_lib.LABEL,
+        num_outputs=lambda names: 1,
+        label_fn=_binary_label,
+        head=lambda x, n, c: models.screen_head(x, c.hidden_units),
+        loss=keras.losses.BinaryCrossentropy,
+        metrics=_screen_metrics,
     ),
 }
 
@@ -55,6 +86,13 @@ def get_task(name: str) -> Task:
   if name not in TASKS:
     raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
   return TASKS[name]
+
+
+def output_names(builder, task: Task) -> list[str]:
+  """The names of the task's label feature in a dataset (tags, or [negative, positive])."""
+  feature = builder.info.features[task.label_feature]
+  feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) → ClassLabel
+  return list(feature.names)
 
 
 def build_model(config: TrainConfig, num_outputs: int) -> keras.Model:

@@ -11,7 +11,8 @@ from alti2v import training
 
 _DEFAULTS = config_lib.TrainConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
-flags.DEFINE_string("task", "tagger", "What to learn: tagger.")
+flags.DEFINE_enum("task", "tagger", ["tagger", "screen"],
+                  "What to learn: tagger (multi-label tags) or screen (keep/drop filter).")
 flags.DEFINE_string("data_dir", None, "Dataset directory (from a beam_jobs builder).")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and the model go.")
 flags.DEFINE_integer("image_size", 224, "Side of the square model input, pixels.")

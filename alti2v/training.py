@@ -158,8 +158,8 @@ def train(config: TrainConfig,
     return finished
   task = tasks.get_task(config.task)
   builder = dataset_lib.load_builder(config.data_dir)
-  vocabulary = input_pipeline.vocabulary(config.data_dir)
-  num_outputs = len(vocabulary)
+  vocabulary = tasks.output_names(builder, task)
+  num_outputs = task.num_outputs(len(vocabulary))
   num_train = builder.info.splits["train"].num_examples
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
   policy = resolve_precision(config.mixed_precision)
@@ -177,6 +177,7 @@ def train(config: TrainConfig,
           config.data_dir, split, config.batch_size, training=training,
           image_size=config.image_size, input_context=ctx,
           augmentations=config.augmentations, label_fn=task.label_fn(num_outputs),
+          label_features=(task.label_feature,),
           shuffle_buffer=config.shuffle_buffer, seed=config.seed,
           drop_remainder=training or replicas > 1)
       # Several replicas validate on whole batches only (never an empty replica),
@@ -216,11 +217,11 @@ def train(config: TrainConfig,
     # TF's message names an offset, not a file: find the shard.
     dataset_lib.verify_dataset(config.data_dir)
     raise dataset_lib.DatasetError(f"corrupt data in {config.data_dir}: {e.message}") from e
-  return export(config, vocabulary, policy, replicas)
+  return export(config, task, vocabulary, num_outputs, policy, replicas)
 
 
-def export(config: TrainConfig, vocabulary: Sequence[str], policy: str,
-           replicas: int) -> dict:
+def export(config: TrainConfig, task: tasks.Task, vocabulary: Sequence[str],
+           num_outputs: int, policy: str, replicas: int) -> dict:
   """The best epoch's model as model.keras and a SavedModel, with the vocabulary beside them."""
   best = read_json(os.path.join(config.model_dir, BEST_FILE))
   if best is None:  # No validation split: the last epoch is the model.
@@ -231,15 +232,15 @@ def export(config: TrainConfig, vocabulary: Sequence[str], policy: str,
   if os.path.exists(saved_model):
     shutil.rmtree(saved_model)
   model.export(saved_model, verbose=False)
-  with open(os.path.join(config.model_dir, features_lib.VOCABULARY_FILE), "w",
-            encoding="utf-8") as f:
+  vocabulary_file = f"{task.label_feature}.labels.txt"
+  with open(os.path.join(config.model_dir, vocabulary_file), "w", encoding="utf-8") as f:
     f.write("".join(f"{t}\n" for t in vocabulary))
   with open(os.path.join(config.data_dir, features_lib.METADATA_FILE), encoding="utf-8") as f:
     build_args = json.load(f).get("build_args", {})
   info = {
       "task": config.task, "image_size": config.image_size,
       "stored_image_size": build_args.get("image_size"),
-      "vocabulary_file": features_lib.VOCABULARY_FILE, "num_outputs": len(vocabulary),
+      "vocabulary_file": vocabulary_file, "num_outputs": num_outputs,
       "epochs": config.epochs, "best_epoch": best["epoch"],
       "best_val_loss": best["val_loss"], "mixed_precision": policy, "replicas": replicas,
       "model": MODEL_FILE, "saved_model": SAVED_MODEL_DIR,

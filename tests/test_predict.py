@@ -30,7 +30,7 @@ def files(tiny_dataset, tmp_path_factory):
 
 def test_json_lines_for_files_dirs_and_globs(trained_tagger, files):
   _, model_dir = trained_tagger
-  tagger = predict.Tagger(model_dir)
+  tagger = predict.TrainedModel(model_dir)
   paths = predict.expand_paths([str(files / "a.jpg"), str(files / "sub"),
                                 str(files / "*.jpg")])
   assert paths == [str(files / "a.jpg"), str(files / "sub" / "b.png"),
@@ -51,7 +51,7 @@ def test_json_lines_for_files_dirs_and_globs(trained_tagger, files):
 
 def test_calibrated_thresholds_are_applied(trained_tagger, files):
   _, model_dir = trained_tagger
-  tagger = predict.Tagger(model_dir)
+  tagger = predict.TrainedModel(model_dir)
   tagger.thresholds = np.full(len(tagger.vocabulary), 1.01)  # nothing can pass
   (line,) = predict.tag_lines(tagger, [str(files / "a.jpg")])
   assert line["tags"] == []
@@ -60,7 +60,7 @@ def test_calibrated_thresholds_are_applied(trained_tagger, files):
 def test_prediction_follows_the_training_road(trained_tagger, tiny_dataset):
   """A scraped file scores the same as its record from the dataset (no train/serve skew)."""
   data, model_dir = trained_tagger
-  tagger = predict.Tagger(model_dir)
+  tagger = predict.TrainedModel(model_dir)
   builder = dataset_lib.load_builder(data)
   record = next(iter(builder.as_dataset(split="test", decoders={
       features_lib.IMAGE: tfds.decode.SkipDecoding()})))
