@@ -51,3 +51,30 @@ def trained_tagger(tiny_dataset, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("tagger")
   training.train(tiny_config(data_dir, model_dir, epochs=2, steps_per_epoch=3))
   return data_dir, str(model_dir)
+
+
+@pytest.fixture(scope="session")
+def screen_dataset(tmp_path_factory):
+  """(sorted_dir, data_dir): 40 images in positive/ and negative/ at 32 px, plus one outside."""
+  from alti2v import sample_data
+  from beam_jobs import build_folder_dataset
+  root = tmp_path_factory.mktemp("screen")
+  sorted_dir, data = root / "sorted", root / "dataset"
+  sample_data.write_folders(str(sorted_dir), 40, seed=4)
+  (sorted_dir / "unsorted").mkdir()
+  sample_data.draw_sample(999, 4).image.save(sorted_dir / "unsorted" / "x.jpg")
+  build_folder_dataset.run([
+      "--input_dir", str(sorted_dir), "--output_dir", str(data), "--image_size", "32",
+      "--val_fraction", "0.25", "--test_fraction", "0.25",
+      "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+  return str(sorted_dir), str(data)
+
+
+@pytest.fixture(scope="session")
+def screen_model(screen_dataset, tmp_path_factory):
+  """model_dir of a screening filter trained for a few steps on screen_dataset."""
+  from alti2v import training
+  _, data = screen_dataset
+  model_dir = tmp_path_factory.mktemp("screen_model")
+  training.train(tiny_config(data, model_dir, task="screen", steps_per_epoch=3))
+  return str(model_dir)

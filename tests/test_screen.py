@@ -1,0 +1,207 @@
+"""The screening filter: folder builder, training, threshold choice, and screen without losing a file."""
+import collections
+import csv
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow_datasets as tfds
+
+from alti2v import dataset as dataset_lib
+from alti2v import evaluate
+from alti2v import features as features_lib
+from alti2v import sample_data
+from alti2v import screen
+from alti2v import training
+from tests import fixtures
+
+
+def test_folder_builder_labels_from_folders(screen_dataset):
+  sorted_dir, data = screen_dataset
+  builder = dataset_lib.load_builder(data)
+  assert builder.info.features[features_lib.LABEL].names == ["negative", "positive"]
+  seen = {}
+  for split in builder.info.splits:
+    for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+      seen[ex[features_lib.PATH].decode()] = (split, int(ex[features_lib.LABEL]))
+  expected = {os.path.join(sorted_dir, c, n): int(c == "positive")
+              for c in ("positive", "negative") for n in os.listdir(os.path.join(sorted_dir, c))}
+  assert {p: label for p, (_, label) in seen.items()} == expected
+  with open(os.path.join(data, "metadata.json"), encoding="utf-8") as f:
+    class_counts = json.load(f)["class_counts"]
+  for split, counts in class_counts.items():
+    assert counts == {
+        "negative": sum(1 for s, l in seen.values() if s == split and l == 0),
+        "positive": sum(1 for s, l in seen.values() if s == split and l == 1)}
+  with open(os.path.join(data, "rejected.jsonl"), encoding="utf-8") as f:
+    assert [json.loads(l)["reason"] for l in f] == ["no_class_folder"]
+
+
+def test_training_steps_give_a_one_output_filter(screen_model):
+  info = training.read_json(os.path.join(screen_model, training.MODEL_INFO_FILE))
+  assert info["task"] == "screen" and info["num_outputs"] == 1
+  with open(os.path.join(screen_model, info["vocabulary_file"]), encoding="utf-8") as f:
+    assert f.read().split() == ["negative", "positive"]
+
+
+LABELS = [1, 1, 0, 1, 0, 0]
+SCORES = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
+
+
+@pytest.mark.parametrize("goal, threshold, precision, recall", [
+    ({}, 0.6, 0.75, 1.0),                               # max F1: 6/7 at 0.6
+    ({"target_precision": 0.75}, 0.6, 0.75, 1.0),       # lowest threshold with P >= .75
+    ({"target_precision": 0.9}, 0.8, 1.0, 2 / 3),
+    ({"target_recall": 0.6}, 0.8, 1.0, 2 / 3),          # highest threshold with R >= .6
+    ({"target_recall": 1.0}, 0.6, 0.75, 1.0),
+])
+def test_threshold_for_a_goal_by_hand(goal, threshold, precision, recall):
+  chosen = evaluate.choose_threshold(LABELS, SCORES, **goal)
+  assert chosen["threshold"] == pytest.approx(threshold)
+  assert chosen["precision"] == pytest.approx(precision)
+  assert chosen["recall"] == pytest.approx(recall)
+
+
+def test_roc_auc_and_confusion_by_hand():
+  assert evaluate.roc_auc(LABELS, SCORES) == pytest.approx(8 / 9)
+  assert evaluate.roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+  assert evaluate.confusion_matrix(LABELS, SCORES, 0.6) == {
+      "true_positive": 3, "false_positive": 1, "false_negative": 0, "true_negative": 2}
+  with pytest.raises(ValueError, match="no threshold reaches precision"):
+    evaluate.choose_threshold([1, 0], [0.1, 0.9], target_precision=0.99)
+
+
+def test_evaluate_screen_saves_the_threshold(screen_model, screen_dataset):
+  _, data = screen_dataset
+  result = evaluate.evaluate_screen(screen_model, data, "test", target_recall=0.5)
+  saved = json.loads(open(os.path.join(screen_model, evaluate.THRESHOLD_FILE)).read())
+  assert saved["threshold"] == result["threshold"] and saved["goal"] == "recall >= 0.5"
+  assert saved["validation_recall"] >= 0.5
+  assert sum(result["confusion"].values()) == result["num_examples"]
+  assert screen.load_threshold(screen_model) == saved["threshold"]
+
+
+def file_bytes(*roots, skip=()):
+  """Multiset of the bytes of every file under roots (scores.csv and journal excepted)."""
+  found = collections.Counter()
+  for root in roots:
+    for folder, _, names in os.walk(root):
+      for name in names:
+        path = os.path.join(folder, name)
+        if name in (screen.SCORES_FILE, screen.JOURNAL_FILE) or path in skip:
+          continue
+        with open(path, "rb") as f:
+          found[f.read()] += 1
+  return found
+
+
+@pytest.fixture
+def scrape(tmp_path):
+  """A scraped folder: 10 images, a same-named one in a sub-folder, an unreadable one."""
+  root = tmp_path / "scraped"
+  sample_data.write_flat(str(root), 10, seed=11)
+  (root / "sub").mkdir()
+  shutil.copy(root / "scraped_000001.jpg", root / "sub" / "scraped_000000.jpg")
+  (root / "broken.jpg").write_bytes(fixtures.truncated_jpeg())
+  (root / "notes.txt").write_text("not an image: left where it is")
+  return root
+
+
+def read_scores(out):
+  with open(os.path.join(out, screen.SCORES_FILE), newline="", encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("mode", screen.MODES)
+def test_screen_each_mode_loses_nothing_and_never_overwrites(screen_model, scrape, tmp_path,
+                                                             mode):
+  out = tmp_path / "out"
+  # Files already in the output folders with the names screen would choose.
+  for folder in ("ok", "ng"):
+    (out / folder).mkdir(parents=True)
+    (out / folder / "scraped_000002.jpg").write_bytes(b"already here: " + folder.encode())
+  before_in = file_bytes(scrape)
+  before_out = file_bytes(out)
+  counts = screen.screen(screen_model, str(scrape), str(out), mode=mode, threshold=0.5,
+                         batch_size=4)
+  rows = read_scores(out)
+  assert counts["ok"] + counts["ng"] == 11 and counts["unreadable"] == 1
+  assert len(rows) == len({r["path"] for r in rows}) == 12
+  broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
+  assert broken["decision"] == "unreadable" and broken["reason"].startswith("truncated")
+  for r in rows:
+    if r["decision"] != "unreadable":
+      assert (float(r["score"]) >= 0.5) == (r["decision"] == "ok")
+  if mode == "manifest":
+    assert all(r["destination"] == "" for r in rows)
+    assert file_bytes(scrape) == before_in and file_bytes(out) == before_out
+    return
+  for r in rows:
+    assert r["destination"].startswith(os.path.join(str(out), r["decision"]))
+    assert os.path.exists(r["destination"])
+  # The pre-existing files are untouched; the newcomer got another name.
+  for folder in ("ok", "ng"):
+    assert (out / folder / "scraped_000002.jpg").read_bytes() == (
+        b"already here: " + folder.encode())
+  moved = next(r for r in rows if r["path"].endswith("/scraped_000002.jpg"))
+  assert moved["destination"].endswith("scraped_000002 (1).jpg")
+  if mode == "copy":
+    assert file_bytes(scrape) == before_in
+    assert file_bytes(out) - before_out == before_in - collections.Counter(
+        {(scrape / "notes.txt").read_bytes(): 1})
+  else:  # move: every byte is still somewhere, exactly once.
+    assert file_bytes(scrape) + file_bytes(out) == before_in + before_out
+    assert sorted(os.listdir(scrape)) == ["notes.txt", "sub"]
+
+
+def test_interrupted_screen_resumes_without_scoring_twice(screen_model, scrape, tmp_path):
+  out = tmp_path / "out"
+  before = file_bytes(scrape)
+
+  def stop(done):
+    raise KeyboardInterrupt(f"killed after {done}")
+
+  with pytest.raises(KeyboardInterrupt):
+    screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
+                  batch_size=4, on_batch=stop)
+  assert len(read_scores(out)) == 4
+  counts = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
+                         batch_size=4)
+  assert counts["skipped"] == 0  # moved files left the input: nothing to skip
+  assert counts["ok"] + counts["ng"] + counts["unreadable"] == 8
+  rows = read_scores(out)
+  assert len(rows) == len({r["path"] for r in rows}) == 12
+  assert file_bytes(scrape) + file_bytes(out) == before
+  again = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+  assert again["ok"] + again["ng"] + again["unreadable"] == 0
+
+
+def test_a_journaled_batch_is_finished_with_its_recorded_score(screen_model, scrape, tmp_path):
+  """Killed after moving a file but before recording it: the rerun records it, unscored."""
+  out = tmp_path / "out"
+  state = screen.Screener(str(scrape), str(out), "move")
+  src = os.path.join(str(scrape), "scraped_000004.jpg")
+  row = {"path": src, "score": "0.123456", "decision": "ng",
+         "destination": state.destination(src, "ng", set()), "reason": ""}
+  with open(state.journal_path, "w", encoding="utf-8") as f:
+    f.write(json.dumps(row) + "\n")
+  screen.durable_move(src, row["destination"])  # done, then "killed"
+  counts = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+  assert counts["recovered"] == 1
+  rows = read_scores(out)
+  (recorded,) = [r for r in rows if r["path"] == src]
+  assert recorded["score"] == "0.123456"
+  assert len(rows) == 12 and not os.path.exists(state.journal_path)
+
+
+def test_copy_copies_durably_and_refuses_to_overwrite(tmp_path):
+  src = tmp_path / "a.jpg"
+  src.write_bytes(b"abc")
+  dest = tmp_path / "o" / "a.jpg"
+  screen.durable_copy(str(src), str(dest))
+  assert dest.read_bytes() == b"abc" and src.exists()
+  with pytest.raises(FileExistsError):
+    screen.durable_copy(str(src), str(dest))
+  assert screen.free_name(str(dest), set()) == str(tmp_path / "o" / "a (1).jpg")
+  assert not [n for n in os.listdir(tmp_path / "o") if n.endswith(".tmp")]
