@@ -213,6 +213,9 @@ def screen(model_dir: str, input_dir: str, output_dir: str, *, mode: str = "copy
   if not todo:
     return counts
   model = predict.TrainedModel(model_dir)
+  if model.info["task"] != "screen":
+    raise ValueError(f"{model_dir} holds a {model.info['task']} model; screen needs a "
+                     "screening filter (--task=screen)")
   rows: list[dict] = []
   taken: set[str] = set()
   done = 0

@@ -205,3 +205,21 @@ def test_copy_copies_durably_and_refuses_to_overwrite(tmp_path):
     screen.durable_copy(str(src), str(dest))
   assert screen.free_name(str(dest), set()) == str(tmp_path / "o" / "a (1).jpg")
   assert not [n for n in os.listdir(tmp_path / "o") if n.endswith(".tmp")]
+
+
+def test_cli_and_refusals(screen_model, trained_tagger, scrape, tmp_path):
+  import subprocess
+  import sys
+  out = tmp_path / "out"
+  result = subprocess.run(
+      [sys.executable, "-m", "alti2v.screen", "--model_dir", screen_model, "--input_dir",
+       str(scrape), "--output_dir", str(out), "--mode", "manifest", "--threshold", "0.5",
+       "--noprogress"], check=True, capture_output=True, text=True)
+  counts = json.loads(result.stdout.strip().splitlines()[-1])
+  assert counts["ok"] + counts["ng"] + counts["unreadable"] == 12
+  _, tagger_dir = trained_tagger
+  with pytest.raises(ValueError, match="holds a tagger model"):
+    screen.screen(tagger_dir, str(scrape), str(tmp_path / "o2"), threshold=0.5)
+  with pytest.raises(ValueError, match="mode must be one of"):
+    screen.screen(screen_model, str(scrape), str(tmp_path / "o3"), mode="delete",
+                  threshold=0.5)
