@@ -84,37 +84,20 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
       | "CountClasses" >> beam.combiners.Count.PerElement()
       | "GatherClassCounts" >> beam.combiners.ToList())
   names = class_names(args)
-  serialized = with_split | "Serialize" >> beam.ParDo(
-      stages.Serialize(lambda _: features_lib.binary_features(names), to_example),
-      vocabulary=names)
-  shard_infos, split_sizes = serialized | "WriteShards" >> stages.WriteShards(
-      args.output_dir, args.dataset_name, args.num_shards)
-  rejections = (rejected | "AllRejections" >> beam.Flatten()
-                | "CountRejections" >> beam.Map(stages.count_rejection))
-  build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
-  _ = (
-      shard_infos
-      | "GatherShardInfos" >> beam.combiners.ToList()
-      | "FinalizeDataset" >> beam.Map(
-          _finalize, args=args, build_args=build_args,
-          split_sizes=beam.pvalue.AsDict(split_sizes),
-          rejections=beam.pvalue.AsList(rejections),
-          class_counts=beam.pvalue.AsSingleton(class_counts)))
+  _ = with_split | "WriteDataset" >> stages.WriteDataset(
+      args, rejected, lambda _: features_lib.binary_features(names), to_example, names,
+      class_counts, describe,
+      "Images sorted into keep/drop folders, built by alti2v's build_folder_dataset.")
 
 
-def _finalize(shard_infos, *, args, build_args, split_sizes, rejections, class_counts):
-  names = class_names(args)
+def describe(names: Sequence[str], class_counts) -> tuple[dict, None]:
+  """metadata.json entries of a folder dataset: the class counts per split."""
   counts = collections.defaultdict(lambda: {n: 0 for n in names})
   for (split, class_id), n in class_counts:
     counts[split][names[class_id]] = n
-  return stages.finalize_dataset(
-      shard_infos, output_dir=args.output_dir, dataset_name=args.dataset_name,
-      features=features_lib.binary_features(names), split_sizes=split_sizes,
-      rejections=rejections, label_counts_tsv=None,
-      metadata={"builder": "beam_jobs.build_folder_dataset", "build_args": build_args,
-                "class_counts": {s: counts[s] for s in features_lib.SPLITS if s in counts}},
-      description="Images sorted into keep/drop folders, built by alti2v's "
-      "build_folder_dataset.")
+  return ({"builder": "beam_jobs.build_folder_dataset",
+           "class_counts": {s: counts[s] for s in features_lib.SPLITS if s in counts}},
+          None)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:

@@ -149,36 +149,16 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
       | "SplitTagPairs" >> beam.FlatMap(lambda sr: [(sr[0], t) for t in sr[1].label])
       | "CountTags" >> beam.combiners.Count.PerElement()
       | "GatherTagCounts" >> beam.combiners.ToList())
-  serialized = labelled.examples | "Serialize" >> beam.ParDo(
-      stages.Serialize(features_lib.tagged_features, to_example), vocabulary_side)
-  # (split, content_hash, serialized tf.train.Example)
-  shard_infos, split_sizes = serialized | "WriteShards" >> stages.WriteShards(
-      args.output_dir, args.dataset_name, args.num_shards)
-  rejections = (
-      (*rejected, labelled[stages.REJECTED])
-      | "AllRejections" >> beam.Flatten()
-      | "CountRejections" >> beam.Map(stages.count_rejection))
-  build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
-  _ = (
-      shard_infos
-      | "GatherShardInfos" >> beam.combiners.ToList()
-      | "FinalizeDataset" >> beam.Map(
-          _finalize, args=args, build_args=build_args,
-          vocabulary=vocabulary_side,
-          split_sizes=beam.pvalue.AsDict(split_sizes),
-          rejections=beam.pvalue.AsList(rejections),
-          tag_counts=beam.pvalue.AsSingleton(tag_counts)))
+  _ = labelled.examples | "WriteDataset" >> stages.WriteDataset(
+      args, (*rejected, labelled[stages.REJECTED]), features_lib.tagged_features,
+      to_example, vocabulary_side, tag_counts, describe,
+      "Images with their tags, built by alti2v's build_tagged_dataset.")
 
 
-def _finalize(shard_infos, *, args, build_args, vocabulary, split_sizes, rejections,
-              tag_counts):
-  return stages.finalize_dataset(
-      shard_infos, output_dir=args.output_dir, dataset_name=args.dataset_name,
-      features=features_lib.tagged_features(vocabulary), split_sizes=split_sizes,
-      rejections=rejections, label_counts_tsv=tag_counts_tsv(tag_counts, vocabulary),
-      metadata={"builder": "beam_jobs.build_tagged_dataset", "build_args": build_args,
-                "vocabulary_size": len(vocabulary)},
-      description="Images with their tags, built by alti2v's build_tagged_dataset.")
+def describe(vocabulary: Sequence[str], tag_counts) -> tuple[dict, str]:
+  """metadata.json entries and tag_counts.tsv of a tagged dataset."""
+  return ({"builder": "beam_jobs.build_tagged_dataset",
+           "vocabulary_size": len(vocabulary)}, tag_counts_tsv(tag_counts, vocabulary))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:

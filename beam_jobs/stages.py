@@ -626,6 +626,47 @@ def ImagesBySplit(pbegin, args: argparse.Namespace,  # pylint: disable=invalid-n
   return with_split, (discovered[REJECTED], decoded[REJECTED], unique[REJECTED])
 
 
+@beam.ptransform_fn
+def WriteDataset(examples, args: argparse.Namespace,  # pylint: disable=invalid-name
+                 rejected: Sequence[beam.PCollection],
+                 make_features: Callable[[Sequence[str]], tfds.features.FeaturesDict],
+                 to_example: Callable[[ImageRecord], dict], vocabulary,
+                 label_counts, describe: Callable, description: str):
+  """(split, ImageRecord) → shards, rejected.jsonl and the TFDS metadata: the back of every builder.
+
+  Args:
+    vocabulary: the label names, as a side input (AsSingleton) or a constant list.
+    label_counts: a PCollection with one element (the builder's label counts).
+    describe: (vocabulary, label_counts) → (metadata dict for metadata.json,
+      tag_counts.tsv text or None).
+    description: the dataset's description in dataset_info.json.
+  """
+  serialized = examples | "Serialize" >> beam.ParDo(
+      Serialize(make_features, to_example), vocabulary)
+  # (split, content_hash, serialized tf.train.Example)
+  shard_infos, split_sizes = serialized | "WriteShards" >> WriteShards(
+      args.output_dir, args.dataset_name, args.num_shards)
+  rejections = (tuple(rejected) | "AllRejections" >> beam.Flatten()
+                | "CountRejections" >> beam.Map(count_rejection))
+  build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
+
+  def finalize(infos, vocabulary, split_sizes, rejections, label_counts):
+    metadata, counts_tsv = describe(vocabulary, label_counts)
+    return finalize_dataset(
+        infos, output_dir=args.output_dir, dataset_name=args.dataset_name,
+        features=make_features(vocabulary), split_sizes=split_sizes,
+        rejections=rejections, label_counts_tsv=counts_tsv,
+        metadata={"build_args": build_args, **metadata}, description=description)
+
+  return (
+      shard_infos
+      | "GatherShardInfos" >> beam.combiners.ToList()
+      | "FinalizeDataset" >> beam.Map(
+          finalize, vocabulary, split_sizes=beam.pvalue.AsDict(split_sizes),
+          rejections=beam.pvalue.AsList(rejections),
+          label_counts=beam.pvalue.AsSingleton(label_counts)))
+
+
 def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
             validate: Callable[[argparse.Namespace], None],
             build_pipeline: Callable[[beam.Pipeline, argparse.Namespace], None]
