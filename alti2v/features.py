@@ -17,6 +17,8 @@ PATH = "path"
 CONTENT_HASH = "content_hash"
 HEIGHT = "height"
 LABEL = "label"  # Binary class of folder-labelled data (screening filter).
+LABELS = "labels"  # Vision API labels (ids), with LABEL_SCORES (the API's scores).
+LABEL_SCORES = "label_scores"
 WIDTH = "width"
 
 SPLITS = ("train", "validation", "test")
@@ -64,6 +66,23 @@ def binary_features(class_names: Sequence[str] = CLASS_NAMES) -> tfds.features.F
   return tfds.features.FeaturesDict({
       IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
       LABEL: tfds.features.ClassLabel(names=list(class_names)),
+      PATH: tfds.features.Text(doc="Source file the image was read from."),
+      CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
+      HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),
+      WIDTH: tfds.features.Scalar(np.int32, doc="Stored image width."),
+  })
+
+
+def scored_features(vocabulary: Sequence[str]) -> tfds.features.FeaturesDict:
+  """The features of a dataset with soft labels (Cloud Vision label scores).
+
+  `labels` are ids into vocabulary (labels.labels.txt), `label_scores` the teacher's
+  score of each, in the same order.
+  """
+  return tfds.features.FeaturesDict({
+      IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+      LABELS: tfds.features.Sequence(tfds.features.ClassLabel(names=list(vocabulary))),
+      LABEL_SCORES: tfds.features.Sequence(tfds.features.Scalar(np.float32)),
       PATH: tfds.features.Text(doc="Source file the image was read from."),
       CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
       HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),

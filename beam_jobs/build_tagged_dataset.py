@@ -8,7 +8,6 @@ and normalising a tag file, the tag vocabulary, and the per-tag counts. BUILD.md
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 from typing import Optional, Sequence
 
@@ -61,26 +60,6 @@ def read_tags(candidate: stages.Candidate) -> tuple[str, ...]:
   return tags
 
 
-class ApplyVocabulary(beam.DoFn):
-  """(split, record with tag names) → (split, record with sorted tag ids); no tag left → rejected."""
-
-  def __init__(self):
-    self._cache = None  # (vocabulary, {tag: id}); the side input is one object per bundle.
-
-  def process(self, split_and_record, vocabulary: Sequence[str]):
-    split, record = split_and_record
-    if self._cache is None or self._cache[0] is not vocabulary:
-      self._cache = (vocabulary, {t: i for i, t in enumerate(vocabulary)})
-    index = self._cache[1]
-    ids = sorted(index[t] for t in record.label if t in index)
-    if not ids:
-      yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(
-          record.path, imaging.NO_TAGS_IN_VOCABULARY,
-          f"none of its {len(record.label)} tags is in the vocabulary"))
-      return
-    yield split, dataclasses.replace(record, label=tuple(ids))
-
-
 def to_example(record: stages.ImageRecord) -> dict:
   """An ImageRecord (tags as ids) → the feature dict of features.tagged_features."""
   return {
@@ -91,20 +70,6 @@ def to_example(record: stages.ImageRecord) -> dict:
       features_lib.HEIGHT: record.height,
       features_lib.WIDTH: record.width,
   }
-
-
-def tag_counts_tsv(counts: Sequence[tuple[tuple[str, int], int]],
-                   vocabulary: Sequence[str]) -> str:
-  """tag, id and images per split for every tag of the vocabulary, in id order."""
-  per_tag = {}
-  for (split, tag_id), n in counts:
-    per_tag.setdefault(tag_id, {})[split] = n
-  lines = ["tag\tid\t" + "\t".join(features_lib.SPLITS)]
-  for tag_id, tag in enumerate(vocabulary):
-    row = per_tag.get(tag_id, {})
-    lines.append(f"{tag}\t{tag_id}\t" + "\t".join(
-        str(row.get(s, 0)) for s in features_lib.SPLITS))
-  return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +106,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
       | "BuildVocabulary" >> stages.BuildVocabulary(args.num_tags, args.min_tag_count))
   vocabulary_side = beam.pvalue.AsSingleton(vocabulary)
   labelled = with_split | "ApplyVocabulary" >> beam.ParDo(
-      ApplyVocabulary(), vocabulary_side).with_outputs(
+      stages.ApplyVocabulary(), vocabulary_side).with_outputs(
           stages.REJECTED, main="examples")
   # (split, ImageRecord with tag ids)
   tag_counts = (
@@ -158,7 +123,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
 def describe(vocabulary: Sequence[str], tag_counts) -> tuple[dict, str]:
   """metadata.json entries and tag_counts.tsv of a tagged dataset."""
   return ({"builder": "beam_jobs.build_tagged_dataset",
-           "vocabulary_size": len(vocabulary)}, tag_counts_tsv(tag_counts, vocabulary))
+           "vocabulary_size": len(vocabulary)},
+          stages.label_counts_tsv(tag_counts, vocabulary))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:

@@ -340,6 +340,48 @@ def BuildVocabulary(train_label_names, max_size: int, min_count: int):  # pylint
       | "TopLabels" >> beam.Map(top_labels, max_size, min_count))
 
 
+class ApplyVocabulary(beam.DoFn):
+  """(split, record with label names) → (split, record with sorted label ids); none left → rejected.
+
+  A label is a tuple of names (tags), or of (name, score) pairs (Vision labels), which
+  become (ids, scores) in id order.
+  """
+
+  def __init__(self):
+    self._cache = None  # (vocabulary, {name: id}); the side input is one object per bundle.
+
+  def process(self, split_and_record, vocabulary: Sequence[str]):
+    split, record = split_and_record
+    if self._cache is None or self._cache[0] is not vocabulary:
+      self._cache = (vocabulary, {t: i for i, t in enumerate(vocabulary)})
+    index = self._cache[1]
+    scored = bool(record.label) and isinstance(record.label[0], tuple)
+    pairs = record.label if scored else [(name, None) for name in record.label]
+    kept = sorted((index[name], score) for name, score in pairs if name in index)
+    if not kept:
+      yield beam.pvalue.TaggedOutput(REJECTED, rejection(
+          record.path, imaging.NO_TAGS_IN_VOCABULARY,
+          f"none of its {len(pairs)} labels is in the vocabulary"))
+      return
+    ids = tuple(i for i, _ in kept)
+    label = (ids, tuple(score for _, score in kept)) if scored else ids
+    yield split, dataclasses.replace(record, label=label)
+
+
+def label_counts_tsv(counts: Sequence[tuple[tuple[str, int], int]],
+                     vocabulary: Sequence[str]) -> str:
+  """name, id and images per split for every label of the vocabulary, in id order."""
+  per_label: dict[int, dict[str, int]] = {}
+  for (split, label_id), n in counts:
+    per_label.setdefault(label_id, {})[split] = n
+  lines = ["tag\tid\t" + "\t".join(features_lib.SPLITS)]
+  for label_id, name in enumerate(vocabulary):
+    row = per_label.get(label_id, {})
+    lines.append(f"{name}\t{label_id}\t" + "\t".join(
+        str(row.get(s, 0)) for s in features_lib.SPLITS))
+  return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------
 # serialise → shard → write
 

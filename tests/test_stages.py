@@ -77,7 +77,7 @@ def test_apply_vocabulary_maps_ids_and_rejects_empty():
     pairs = p | beam.Create([("train", record("a", "1", ("z", "q", "x"))),
                              ("test", record("b", "2", ("q",)))])
     vocabulary = p | "Vocab" >> beam.Create([["x", "y", "z"]])
-    result = pairs | beam.ParDo(job.ApplyVocabulary(), beam.pvalue.AsSingleton(
+    result = pairs | beam.ParDo(stages.ApplyVocabulary(), beam.pvalue.AsSingleton(
         vocabulary)).with_outputs(stages.REJECTED, main="examples")
     assert_that(result.examples | beam.Map(lambda sr: (sr[0], sr[1].label)),
                 equal_to([("train", (0, 2))]), label="examples")

@@ -1,0 +1,208 @@
+"""Beam job: label every image with Cloud Vision LABEL_DETECTION; one JSON per image.
+
+  VISION_API_KEY=... python -m beam_jobs.vision_labels --input_dir IMAGES --output_dir JSON_DIR
+
+IMAGES/a/b.jpg gets JSON_DIR/a/b.json: the image's AnnotateImageResponse, exactly as the
+API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed).
+Images that already have a JSON without an error are skipped, so a re-run is free and
+resumable. Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import uuid
+from typing import Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from alti2v import imaging
+from beam_jobs import stages
+from beam_jobs import vision_client
+
+DEFAULT_KEY_ENV = "VISION_API_KEY"
+
+
+def json_path(image_path: str, input_dir: str, output_dir: str) -> str:
+  """JSON_DIR/<path of the image below IMAGES, extension .json>."""
+  root = input_dir.rstrip("/") + "/"
+  relative = image_path[len(root):] if image_path.startswith(root) else os.path.basename(
+      image_path)
+  return FileSystems.join(output_dir, os.path.splitext(relative)[0] + ".json")
+
+
+def write_json_atomically(path: str, value: dict) -> None:
+  tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+  with FileSystems.create(tmp) as f:
+    f.write(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([tmp], [path])
+
+
+def needs_labels(candidate: stages.Candidate, input_dir: str, output_dir: str,
+                 retry_errors: bool) -> bool:
+  """False for an image whose JSON exists (and holds no error, with retry_errors)."""
+  path = json_path(candidate.image_path, input_dir, output_dir)
+  if not FileSystems.exists(path):
+    return True
+  if retry_errors:
+    try:
+      with FileSystems.open(path) as f:
+        if "error" in json.loads(f.read()):
+          return True
+    except ValueError:
+      return True  # A malformed JSON (e.g. hand-edited): label again.
+  stages.counter("skipped_already_labelled").inc()
+  return False
+
+
+class Shrink(beam.DoFn):
+  """Candidate → (path, JPEG bytes to upload), longer side ≤ minimize (0 = the file as is)."""
+
+  def __init__(self, minimize: int, max_pixels: int):
+    self._minimize = minimize
+    self._max_pixels = max_pixels
+
+  def process(self, candidate: stages.Candidate):
+    path = candidate.image_path
+    try:
+      data = stages.read_bytes(path)
+      if self._minimize:
+        data = imaging.decode_and_resize(data, self._minimize, self._max_pixels).jpeg
+    except imaging.Rejected as e:
+      yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(path, e.reason, e.detail))
+      return
+    except OSError as e:
+      yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(
+          path, imaging.UNREADABLE, str(e)))
+      return
+    yield path, data
+
+
+class Annotate(beam.DoFn):
+  """[(path, image)] (≤ 16) → one request → each image's JSON written; failures recorded, not fatal."""
+
+  def __init__(self, args: argparse.Namespace):
+    self._args = args
+    self._client = None
+
+  def setup(self):
+    # The key is read on the worker and kept in memory only: never pickled with the
+    # DoFn, never in a URL, a log line or a file.
+    key = os.environ.get(self._args.api_key_env, "")
+    if not key:
+      raise RuntimeError(f"environment variable {self._args.api_key_env} is not set")
+    self._client = vision_client.VisionClient(
+        key, endpoint=self._args.endpoint, max_results=self._args.max_results,
+        max_retries=self._args.max_retries, max_qps=self._args.max_qps,
+        initial_backoff=self._args.initial_backoff)
+    self._labelled = stages.counter("images_labelled")
+    self._errors = stages.counter("images_with_errors")
+    self._retries = stages.counter("requests_retried")
+
+  def process(self, batch):
+    paths = [p for p, _ in batch]
+    before = self._client.retries
+    try:
+      responses = self._client.annotate([image for _, image in batch])
+    except vision_client.VisionError as e:
+      logging.warning("Vision request for %d images failed: %s", len(paths), e)
+      responses = [{"error": {"code": e.code, "message": e.message}}] * len(paths)
+    self._retries.inc(self._client.retries - before)
+    for path, response in zip(paths, responses):
+      write_json_atomically(
+          json_path(path, self._args.input_dir, self._args.output_dir), response)
+      (self._errors if "error" in response else self._labelled).inc()
+      yield path, "error" not in response
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="python -m beam_jobs.vision_labels", description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--input_dir", required=True, help="Images (any depth); local or gs://.")
+  parser.add_argument("--output_dir", required=True, help="Where the JSON files go.")
+  parser.add_argument("--endpoint", default=vision_client.DEFAULT_ENDPOINT,
+                      help="images:annotate URL (a test server, a proxy, a region).")
+  parser.add_argument("--api_key_env", default=DEFAULT_KEY_ENV,
+                      help="Environment variable that holds the API key.")
+  parser.add_argument("--max_results", type=int, default=50,
+                      help="maxResults of LABEL_DETECTION.")
+  parser.add_argument("--minimize", type=int, default=640,
+                      help="Shrink images to this longer side before upload (0 = send "
+                      "the files as they are).")
+  parser.add_argument("--max_pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
+                      help="Larger images are rejected unread.")
+  parser.add_argument("--batch_size", type=int, default=16,
+                      help="Images per request (the API allows 16).")
+  parser.add_argument("--max_qps", type=float, default=0.0,
+                      help="Requests per second per worker (0 = no cap). The job's total "
+                      "is up to max_qps x workers: divide your quota by the workers.")
+  parser.add_argument("--max_retries", type=int, default=6,
+                      help="Retries of a request answered 429 or 5xx (exponential backoff "
+                      "with full jitter, from --initial_backoff, capped at 32 s).")
+  parser.add_argument("--initial_backoff", type=float, default=1.0,
+                      help="Seconds before the first retry; doubles each retry.")
+  parser.add_argument("--retry_errors", action=argparse.BooleanOptionalAction, default=True,
+                      help="Label again the images whose JSON holds an error.")
+  return parser
+
+
+def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
+  discovered = p | "Discover" >> stages.DiscoverImages(args.input_dir, None)
+  shrunk = (
+      discovered.candidates
+      | "SkipLabelled" >> beam.Filter(needs_labels, args.input_dir, args.output_dir,
+                                      args.retry_errors)
+      | "Shrink" >> beam.ParDo(Shrink(args.minimize, args.max_pixels)).with_outputs(
+          stages.REJECTED, main="images"))
+  # (path, JPEG bytes)
+  _ = (
+      shrunk.images
+      | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=args.batch_size)
+      # [(path, JPEG bytes)] of at most batch_size
+      | "Annotate" >> beam.ParDo(Annotate(args)))
+  _ = (
+      (discovered[stages.REJECTED], shrunk[stages.REJECTED])
+      | "AllRejections" >> beam.Flatten()
+      | "CountRejections" >> beam.Map(stages.count_rejection)
+      | "Gather" >> beam.combiners.ToList()
+      | "WriteRejected" >> beam.Map(_write_rejected, args.output_dir))
+
+
+def _write_rejected(rejections, output_dir):
+  rejections = sorted(rejections, key=lambda r: r["path"])
+  with FileSystems.create(FileSystems.join(output_dir, "rejected.jsonl")) as f:
+    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections).encode())
+
+
+def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
+  """Labels the images of --input_dir; returns the finished Beam result (metrics)."""
+  args, beam_args = build_parser().parse_known_args(argv)
+  if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
+    raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
+  if not os.environ.get(args.api_key_env):
+    raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
+                     "(it is read from there only, never from a flag)")
+  for path in (args.input_dir, args.output_dir):
+    stages.check_filesystem(path)
+  if not FileSystems.exists(args.output_dir):
+    FileSystems.mkdirs(args.output_dir)
+  p = beam.Pipeline(options=stages.pipeline_options(beam_args))
+  build_pipeline(p, args)
+  result = p.run()
+  result.wait_until_finish()
+  return result
+
+
+if __name__ == "__main__":
+  logging.getLogger().setLevel(logging.INFO)
+  result = run()
+  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=ungrouped-imports
+  counts = {c.key.metric.name: c.committed for c in result.metrics().query(
+      MetricsFilter().with_namespace(stages.NAMESPACE))["counters"]}
+  print(json.dumps(dict(sorted(counts.items())), indent=2))
