@@ -35,6 +35,7 @@ class TrainConfig:
       bf16 instructions, float32 otherwise; or one of those names.
     cpu_replicas: split the CPU into N logical devices and mirror over them
       (testing MirroredStrategy without GPUs); 0 = off.
+    loss: "" = the task's loss; distill also takes "bce" or "kl".
     shuffle_buffer: examples in the shuffle buffer (stored JPEGs, ~25 kB each).
     seed: seed for initialisation, file order and shuffling.
     overwrite: start over in a model_dir that holds a run.
@@ -56,6 +57,7 @@ class TrainConfig:
   augmentations: Sequence[str] = ("flip",)
   mixed_precision: str = "auto"
   cpu_replicas: int = 0
+  loss: str = ""
   shuffle_buffer: int = 2048
   seed: int = 0
   overwrite: bool = False

@@ -102,20 +102,67 @@ def f1_at(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dic
           "recall": recall, "f1": f1, "support": support}
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+  """1-based ranks, ties sharing their average rank."""
+  values = np.asarray(values)
+  order = np.argsort(values, kind="mergesort")
+  ranks = np.empty(len(values))
+  sorted_values = values[order]
+  starts = np.r_[0, np.nonzero(np.diff(sorted_values))[0] + 1]
+  ends = np.r_[starts[1:], len(values)]
+  for a, b in zip(starts, ends):
+    ranks[order[a:b]] = (a + b + 1) / 2.0
+  return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+  """Spearman's rank correlation (Pearson on average ranks); NaN if either is constant."""
+  ra, rb = average_ranks(a), average_ranks(b)
+  ra, rb = ra - ra.mean(), rb - rb.mean()
+  denominator = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+  return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def distillation_metrics(teacher: np.ndarray, student: np.ndarray) -> dict:
+  """MAE and MSE against the teacher's scores; how often the teacher's top label is in the
+  student's top 5; Spearman correlation per label (over images), averaged over labels
+  where both vary."""
+  teacher, student = np.asarray(teacher, np.float64), np.asarray(student, np.float64)
+  has_label = teacher.max(axis=1) > 0
+  top = teacher.argmax(axis=1)
+  top5 = np.argsort(-student, axis=1, kind="stable")[:, :5]
+  hits = (top5 == top[:, None]).any(axis=1)[has_label]
+  rhos = np.array([spearman(teacher[:, j], student[:, j]) for j in range(teacher.shape[1])])
+  valid = ~np.isnan(rhos)
+  return {"mae": float(np.abs(teacher - student).mean()),
+          "mse": float(((teacher - student) ** 2).mean()),
+          "top1_in_top5": float(hits.mean()) if len(hits) else float("nan"),
+          "spearman": float(rhos[valid].mean()) if valid.any() else float("nan"),
+          "spearman_labels": int(valid.sum())}
+
+
+def evaluate_distill(model_dir: str, data_dir: str, split: str = "test",
+                     batch_size: int = 64) -> dict:
+  """The student against the teacher's scores on a split (distillation_metrics)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from alti2v import tasks, training  # pylint: disable=import-outside-toplevel
+  info = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
+  model = keras.models.load_model(os.path.join(model_dir, info["model"]))
+  teacher, student = predict_split(model, data_dir, split, info["image_size"], batch_size,
+                                   task=tasks.get_task("distill"))
+  result = {"split": split, "num_examples": int(len(teacher)),
+            **distillation_metrics(teacher, student)}
+  logging.info("evaluation: %s", result)
+  return result
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
   """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2."""
   labels = np.asarray(labels, bool)
   positives, negatives = labels.sum(), (~labels).sum()
   if positives == 0 or negatives == 0:
     return float("nan")
-  order = np.argsort(scores, kind="mergesort")
-  ranks = np.empty(len(scores))
-  sorted_scores = np.asarray(scores)[order]
-  # Average ranks over ties.
-  starts = np.r_[0, np.nonzero(np.diff(sorted_scores))[0] + 1]
-  ends = np.r_[starts[1:], len(scores)]
-  for a, b in zip(starts, ends):
-    ranks[order[a:b]] = (a + b + 1) / 2.0
+  ranks = average_ranks(scores)
   return float((ranks[labels].sum() - positives * (positives + 1) / 2) /
                (positives * negatives))
 
@@ -216,7 +263,7 @@ def predict_split(model, data_dir: str, split: str, image_size: int,
   kwargs = {}
   if task is not None:
     kwargs = {"label_fn": task.label_fn(int(model.output.shape[-1])),
-              "label_features": (task.label_feature,)}
+              "label_features": task.label_features}
   for images, y in input_pipeline.input_fn(data_dir, split, batch_size, training=False,
                                            image_size=image_size, **kwargs):
     scores.append(model.predict_on_batch(images))
@@ -308,6 +355,13 @@ def main(argv: Sequence[str]) -> None:
   from alti2v import training  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
   info = training.read_json(os.path.join(f.model_dir, training.MODEL_INFO_FILE)) or {}
+  if info.get("task") == "distill":
+    r = evaluate_distill(f.model_dir, f.data_dir, f.split, f.batch_size)
+    print(f"{r['split']} ({r['num_examples']} images) against the teacher's scores: "
+          f"MAE {r['mae']:.4f}  MSE {r['mse']:.4f}  teacher's top label in the student's "
+          f"top 5: {r['top1_in_top5']:.1%}  Spearman per label: {r['spearman']:.3f} "
+          f"(mean over {r['spearman_labels']} labels)")
+    return
   if info.get("task") == "screen":
     r = evaluate_screen(f.model_dir, f.data_dir, f.split, f.batch_size,
                         f.target_precision, f.target_recall)

@@ -8,6 +8,7 @@ Each image shows 1-3 coloured shapes on a patterned background; its tags say wha
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Sequence
 
@@ -179,23 +180,74 @@ def write_flat(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
   return paths
 
 
+# Cloud Vision-style labels of what is drawn: (description, mid).
+_VISION_LABELS = {
+    "red": ("Red", "/m/06fvc"), "green": ("Green", "/m/038hg"), "blue": ("Blue", "/m/01g5v"),
+    "yellow": ("Yellow", "/m/088fh"), "circle": ("Circle", "/m/01jddz"),
+    "square": ("Square", "/m/01j61q"), "triangle": ("Triangle", "/m/0dlpqg"),
+}
+
+
+def vision_response(tags: Sequence[str], rng: np.random.Generator) -> dict:
+  """An AnnotateImageResponse for a drawn image: scores from its content, with noise."""
+  labels = [("Illustration", "/m/01kr8f", rng.uniform(0.80, 0.95)),
+            ("Shape", "/m/02csf", rng.uniform(0.70, 0.92))]
+  for tag in tags:
+    if tag in _VISION_LABELS:
+      description, mid = _VISION_LABELS[tag]
+      labels.append((description, mid, rng.uniform(0.62, 0.97)))
+  if "plain_background" not in tags:
+    labels.append(("Pattern", "/m/0hcr", rng.uniform(0.55, 0.85)))
+  if rng.random() < 0.3:  # Labels a teacher gives that the drawing does not explain.
+    labels.append(("Art", "/m/0jjw", rng.uniform(0.5, 0.7)))
+  labels.sort(key=lambda label: -label[2])
+  return {"labelAnnotations": [
+      {"mid": mid, "description": d, "score": round(float(s), 6),
+       "topicality": round(float(s), 6)} for d, mid, s in labels]}
+
+
+def write_vision(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
+  """Images in out_dir/images and their Vision JSON (as vision_labels writes it) in out_dir/vision.
+
+  Returns:
+    The image paths.
+  """
+  images, vision = os.path.join(out_dir, "images"), os.path.join(out_dir, "vision")
+  os.makedirs(images, exist_ok=True)
+  os.makedirs(vision, exist_ok=True)
+  paths = []
+  for index in range(num_images):
+    sample = draw_sample(index, seed)
+    path = os.path.join(images, f"{index:06d}.jpg")
+    _save(sample.image, path)
+    response = vision_response(sample.tags, np.random.default_rng([seed, index, 1]))
+    with open(os.path.join(vision, f"{index:06d}.json"), "w", encoding="utf-8") as f:
+      json.dump(response, f)
+    paths.append(path)
+  return paths
+
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 600, "How many images to draw.")
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same corpus.")
-flags.DEFINE_enum("layout", "safebooru", ["safebooru", "folders", "flat"],
+flags.DEFINE_enum("layout", "safebooru", ["safebooru", "folders", "flat", "vision"],
                   "safebooru: N.jpg beside N.txt (tagger); folders: positive/ (images "
                   f"with a {MOTIF}) and negative/ (screening filter); flat: images only "
-                  "(a scraped folder to screen).")
+                  "(a scraped folder to screen); vision: images/ and their Cloud Vision "
+                  "JSON in vision/ (distillation).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError("usage: python -m alti2v.sample_data OUT_DIR "
-                         "[--num_images N] [--seed S] [--layout safebooru|folders|flat]")
+                         "[--num_images N] [--seed S] [--layout safebooru|folders|flat|vision]")
   if FLAGS.layout == "folders":
     paths = write_folders(argv[1], FLAGS.num_images, FLAGS.seed)
     print(f"wrote {len(paths['positive'])} positive ({MOTIF}) and "
           f"{len(paths['negative'])} negative images under {argv[1]}")
+  elif FLAGS.layout == "vision":
+    paths = write_vision(argv[1], FLAGS.num_images, FLAGS.seed)
+    print(f"wrote {len(paths)} images with Vision JSON under {argv[1]}")
   elif FLAGS.layout == "flat":
     print(f"wrote {len(write_flat(argv[1], FLAGS.num_images, FLAGS.seed))} images "
           f"to {argv[1]}")

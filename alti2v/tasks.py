@@ -5,7 +5,7 @@ Everything else (builder, input pipeline, training loop) is shared. A task is a 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 
@@ -20,6 +20,7 @@ class Task:
   """Attributes:
     name: the --task name.
     label_fn: (num_outputs) → record dict → label tensor, for input_fn.
+    extra_features: other record features label_fn reads.
     head: (features, num_outputs, config) → output tensor.
     loss: a Keras loss.
     metrics: (num_outputs) → list of Keras metrics.
@@ -32,7 +33,21 @@ class Task:
   head: Callable
   loss: Callable[[], keras.losses.Loss]
   metrics: Callable[[int], list]
+  extra_features: Sequence[str] = ()
   augmentations: Sequence[str] = ("flip",)
+  losses: Optional[dict] = None  # --loss name → loss factory; default = loss.
+
+  @property
+  def label_features(self) -> tuple[str, ...]:
+    return (self.label_feature, *self.extra_features)
+
+  def make_loss(self, name: str = ""):
+    if not name:
+      return self.loss()
+    if not self.losses or name not in self.losses:
+      raise ValueError(f"task {self.name} has no loss {name!r}; "
+                       f"known: {sorted(self.losses or {})}")
+    return self.losses[name]()
 
 
 def _tagger_metrics(num_tags: int) -> list:
@@ -50,6 +65,36 @@ def _screen_metrics(_: int) -> list:
       keras.metrics.Precision(thresholds=0.5, name="precision"),
       keras.metrics.Recall(thresholds=0.5, name="recall"),
   ]
+
+
+@keras.saving.register_keras_serializable(package="alti2v")
+def normalized_kl(y_true, y_pred):
+  """KL(teacher || student) between the score vectors normalised to sum 1 over labels.
+
+  Unlike BCE, which fits every label's score on its own, this fits the distribution of
+  score mass over labels (their ranking), whatever the absolute level.
+  """
+  ops = keras.ops
+  eps = 1e-7
+  t = y_true / (ops.sum(y_true, axis=-1, keepdims=True) + eps)
+  p = ops.cast(y_pred, "float32")
+  p = p / (ops.sum(p, axis=-1, keepdims=True) + eps)
+  return ops.sum(t * ops.log((t + eps) / (p + eps)), axis=-1)
+
+
+def _soft_scores(num_labels: int) -> Callable:
+  """Label function: a record's label ids and teacher scores → dense float32 [num_labels]."""
+  def label(example: dict):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    ids = tf.cast(example[features_lib.LABELS], tf.int64)
+    scores = tf.cast(example[features_lib.LABEL_SCORES], tf.float32)
+    return tf.scatter_nd(ids[:, None], scores, [num_labels])
+  return label
+
+
+def _distill_metrics(_: int) -> list:
+  return [keras.metrics.MeanAbsoluteError(name="mae"),
+          keras.metrics.MeanSquaredError(name="mse")]
 
 
 def _binary_label(_: int) -> Callable:
@@ -78,6 +123,18 @@ TASKS = {
         head=lambda x, n, c: models.screen_head(x, c.hidden_units),
         loss=keras.losses.BinaryCrossentropy,
         metrics=_screen_metrics,
+    ),
+    # Vision API distillation: a student fits the teacher's label scores (soft targets).
+    "distill": Task(
+        name="distill",
+        label_feature=features_lib.LABELS,
+        extra_features=(features_lib.LABEL_SCORES,),
+        num_outputs=lambda names: names,
+        label_fn=_soft_scores,
+        head=lambda x, n, c: models.tagger_head(x, n, c.hidden_units, c.dropout),
+        loss=keras.losses.BinaryCrossentropy,
+        losses={"bce": keras.losses.BinaryCrossentropy, "kl": lambda: normalized_kl},
+        metrics=_distill_metrics,
     ),
 }
 

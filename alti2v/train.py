@@ -11,8 +11,9 @@ from alti2v import training
 
 _DEFAULTS = config_lib.TrainConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "tagger", ["tagger", "screen"],
-                  "What to learn: tagger (multi-label tags) or screen (keep/drop filter).")
+flags.DEFINE_enum("task", "tagger", ["tagger", "screen", "distill"],
+                  "What to learn: tagger (multi-label tags), screen (keep/drop filter), "
+                  "distill (a student of the Cloud Vision API's label scores).")
 flags.DEFINE_string("data_dir", None, "Dataset directory (from a beam_jobs builder).")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and the model go.")
 flags.DEFINE_integer("image_size", 224, "Side of the square model input, pixels.")
@@ -35,6 +36,7 @@ flags.DEFINE_enum("mixed_precision", "auto", list(config_lib.PRECISIONS),
                   "auto = mixed_float16 on GPUs, mixed_bfloat16 on a bf16 CPU, else float32.")
 flags.DEFINE_integer("cpu_replicas", 0,
                      "Split the CPU into N logical devices and mirror over them (testing).")
+flags.DEFINE_string("loss", "", "Empty = the task's loss; distill: bce (default) or kl.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Shuffle buffer, in examples.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("overwrite", False, "Start over in a model_dir that holds a run.")

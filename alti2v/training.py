@@ -177,7 +177,7 @@ def train(config: TrainConfig,
           config.data_dir, split, config.batch_size, training=training,
           image_size=config.image_size, input_context=ctx,
           augmentations=config.augmentations, label_fn=task.label_fn(num_outputs),
-          label_features=(task.label_feature,),
+          label_features=task.label_features,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed,
           drop_remainder=training or replicas > 1)
       # Several replicas validate on whole batches only (never an empty replica),
@@ -188,7 +188,7 @@ def train(config: TrainConfig,
   with strategy.scope():
     model = tasks.build_model(config, num_outputs)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=task.loss(), metrics=task.metrics(num_outputs))
+                  loss=task.make_loss(config.loss), metrics=task.metrics(num_outputs))
   callbacks = [
       keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, BACKUP_DIR),
                                        delete_checkpoint=False),

@@ -1,0 +1,227 @@
+"""Vision API distillation: the labelling job against a fake server, the builder, training, metrics."""
+import json
+import logging
+import os
+
+from apache_beam.metrics.metric import MetricsFilter
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from alti2v import dataset as dataset_lib
+from alti2v import evaluate
+from alti2v import features as features_lib
+from alti2v import imaging
+from alti2v import sample_data
+from alti2v import training
+from beam_jobs import build_tagged_dataset
+from beam_jobs import build_vision_dataset
+from beam_jobs import vision_client
+from beam_jobs import vision_labels
+from tests import fixtures
+from tests.conftest import tiny_config
+from tests.fake_vision_server import FakeVisionServer
+
+KEY = "test-key-7f3a9c51e2"
+
+
+def counters(result):
+  return {c.key.metric.name: c.committed for c in result.metrics().query(
+      MetricsFilter().with_namespace("alti2v"))["counters"]}
+
+
+def label(images, out, server, *extra):
+  return vision_labels.run([
+      "--input_dir", str(images), "--output_dir", str(out), "--endpoint", server.url,
+      "--initial_backoff", "0.01", "--direct_running_mode=in_memory",
+      "--direct_num_workers=2", *extra])
+
+
+def all_text(root):
+  for folder, _, names in os.walk(root):
+    for name in names:
+      with open(os.path.join(folder, name), "rb") as f:
+        yield os.path.join(folder, name), f.read()
+
+
+def test_labelling_job_against_the_fake_server(tmp_path, monkeypatch, caplog, capfd):
+  monkeypatch.setenv("VISION_API_KEY", KEY)
+  images, out = tmp_path / "images", tmp_path / "json"
+  paths = sample_data.write_flat(str(images), 37, seed=5)
+  (images / "sub").mkdir()
+  sample_data.draw_sample(100, 5).image.save(images / "sub" / "deep.png")
+  paths.append(str(images / "sub" / "deep.png"))
+  (images / "broken.jpg").write_bytes(fixtures.truncated_jpeg())
+  (images / "empty.jpg").write_bytes(b"")
+  with caplog.at_level(logging.DEBUG), FakeVisionServer(KEY, fail=[429, 503, None, 429]) as server:
+    result = label(images, out, server)
+    assert server.errors == []  # every request was valid per the API reference
+    assert max(server.request_sizes) <= 16
+    assert server.failed[429] == 2 and server.failed[503] == 1
+    assert counters(result)["requests_retried"] == 3
+    # Every valid image labelled exactly once (the server saw each uploaded image once).
+    assert sum(server.labelled.values()) == len(server.labelled) == len(paths)
+    for path in paths:
+      json_file = vision_labels.json_path(path, str(images), str(out))
+      response = json.loads(open(json_file, encoding="utf-8").read())
+      assert response["labelAnnotations"][0]["description"]
+    rejected = [json.loads(l) for l in open(out / "rejected.jsonl", encoding="utf-8")]
+    assert {(os.path.basename(r["path"]), r["reason"]) for r in rejected} == {
+        ("broken.jpg", "truncated"), ("empty.jpg", "empty_file")}
+    posts = server.posts
+    again = label(images, out, server)
+    assert server.posts == posts  # a re-run is free
+    assert counters(again)["skipped_already_labelled"] == len(paths)
+  logs = caplog.text + "".join(capfd.readouterr())
+  assert KEY not in logs
+  for path, data in all_text(tmp_path):
+    assert KEY.encode() not in data, path
+
+
+def test_a_request_that_keeps_failing_is_recorded_and_retried_next_run(tmp_path, monkeypatch):
+  monkeypatch.setenv("VISION_API_KEY", KEY)
+  images, out = tmp_path / "images", tmp_path / "json"
+  sample_data.write_flat(str(images), 3, seed=6)
+  with FakeVisionServer(KEY, fail=[503, 503]) as server:
+    label(images, out, server, "--max_retries", "1", "--direct_num_workers=1")
+    responses = [json.loads(data) for _, data in all_text(out) if _.endswith(".json")]
+    assert len(responses) == 3
+    errors = [r for r in responses if "error" in r]
+    assert errors and all(r["error"]["code"] == 503 for r in errors)  # recorded, not fatal
+    posts = server.posts
+    label(images, out, server, "--direct_num_workers=1")  # errors are labelled again
+    assert server.posts > posts
+    responses = [json.loads(data) for _, data in all_text(out) if _.endswith(".json")]
+    assert all("labelAnnotations" in r for r in responses)
+
+
+def test_missing_key_and_wrong_key(tmp_path, monkeypatch):
+  monkeypatch.delenv("VISION_API_KEY", raising=False)
+  with pytest.raises(ValueError, match="VISION_API_KEY"):
+    vision_labels.run(["--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")])
+  with FakeVisionServer(KEY) as server:
+    client = vision_client.VisionClient("wrong-key", endpoint=server.url)
+    with pytest.raises(vision_client.VisionError) as e:
+      client.annotate([fixtures.make_image_bytes(fixtures.solid((1, 2, 3)), "PNG")])
+    assert e.value.code == 403 and "wrong-key" not in str(e.value)
+    assert "wrong-key" not in repr(client)
+
+
+def test_backoff_doubles_with_jitter_and_honours_the_cap():
+  slept = []
+  with FakeVisionServer(KEY, fail=[429, 503, 500, None]) as server:
+    client = vision_client.VisionClient(KEY, endpoint=server.url, initial_backoff=1.0,
+                                        max_backoff=3.0, sleep=slept.append,
+                                        jitter=lambda: 1.0)
+    (response,) = client.annotate([fixtures.make_image_bytes(fixtures.solid((220, 40, 40)),
+                                                             "PNG")])
+  assert slept == [1.0, 2.0, 3.0] and client.retries == 3
+  assert response["labelAnnotations"][0]["description"] == "Red"
+
+
+def test_requests_hold_at_most_16_images():
+  with FakeVisionServer(KEY) as server:
+    client = vision_client.VisionClient(KEY, endpoint=server.url)
+    image = fixtures.make_image_bytes(fixtures.solid((40, 80, 220)), "PNG")
+    assert len(client.annotate([image] * 40)) == 40
+    assert server.request_sizes == [16, 16, 8] and server.errors == []
+
+
+def test_rate_limiter_spaces_requests():
+  now, slept = [0.0], []
+  limiter = vision_client.RateLimiter(2.0, clock=lambda: now[0], sleep=slept.append)
+  for _ in range(3):
+    limiter.wait()
+  assert slept == [0.5, 1.0]
+
+
+@pytest.fixture(scope="module")
+def vision_dataset(tmp_path_factory):
+  root = tmp_path_factory.mktemp("vision")
+  paths = sample_data.write_vision(str(root), 48, seed=8)
+  (root / "vision" / "000001.json").write_text('{"labelAnnotations": [')
+  (root / "vision" / "000002.json").write_text('{"error": {"code": 3, "message": "Bad image data."}}')
+  (root / "vision" / "000003.json").write_text('{"labelAnnotations": [{"score": 0.5}]}')
+  os.unlink(root / "vision" / "000004.json")
+  out = root / "dataset"
+  build_vision_dataset.run([
+      "--input_dir", str(root / "images"), "--labels_dir", str(root / "vision"),
+      "--output_dir", str(out), "--image_size", "32", "--num_labels", "8",
+      "--val_fraction", "0.25", "--test_fraction", "0.25",
+      "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+  return root, paths, str(out)
+
+
+def test_builder_stores_label_ids_and_teacher_scores(vision_dataset):
+  root, paths, data = vision_dataset
+  builder = dataset_lib.load_builder(data)
+  vocabulary = builder.info.features[features_lib.LABELS].feature.names
+  assert len(vocabulary) == 8
+  stored = {}
+  for split in builder.info.splits:
+    for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+      stored[ex["path"].decode()] = dict(zip(
+          (vocabulary[i] for i in ex[features_lib.LABELS]), ex[features_lib.LABEL_SCORES]))
+  bad = {paths[i] for i in (1, 2, 3, 4)}
+  assert set(stored) == set(paths) - bad
+  for path, labels in stored.items():
+    name = os.path.splitext(os.path.basename(path))[0]
+    response = json.load(open(root / "vision" / f"{name}.json"))
+    expected = {build_tagged_dataset.normalize_tag(a["description"]): a["score"]
+                for a in response["labelAnnotations"]}
+    expected = {k: v for k, v in expected.items() if k in vocabulary}
+    assert labels.keys() == expected.keys()
+    for k, v in expected.items():
+      assert labels[k] == pytest.approx(v, abs=1e-6)
+  rejected = {os.path.basename(r["path"]): r["reason"] for r in map(
+      json.loads, open(os.path.join(data, "rejected.jsonl")))}
+  assert rejected == {"000001.jpg": imaging.MALFORMED_LABEL_FILE,
+                      "000002.jpg": imaging.API_ERROR,
+                      "000003.jpg": imaging.MALFORMED_LABEL_FILE,
+                      "000004.jpg": imaging.NO_LABEL_FILE}
+
+
+@pytest.mark.parametrize("loss", ["bce", "kl"])
+def test_student_trains_on_soft_targets(vision_dataset, tmp_path, loss):
+  _, _, data = vision_dataset
+  info = training.train(tiny_config(data, tmp_path, task="distill", loss=loss, dropout=0.35))
+  assert info["task"] == "distill" and info["num_outputs"] == 8
+  result = evaluate.evaluate_distill(str(tmp_path), data, "test")
+  assert 0 <= result["mae"] <= 1 and result["num_examples"] > 0
+
+
+def test_input_fn_gives_dense_teacher_scores(vision_dataset):
+  from alti2v import input_pipeline, tasks
+  _, _, data = vision_dataset
+  task = tasks.get_task("distill")
+  _, targets = next(iter(input_pipeline.input_fn(
+      data, "train", 4, training=False, image_size=32, label_fn=task.label_fn(8),
+      label_features=task.label_features)))
+  assert targets.shape == (4, 8)
+  values = targets.numpy()
+  assert ((values == 0) | ((values > 0.5) & (values < 1))).all()  # scores, not 0/1
+
+
+def test_distillation_metrics_by_hand():
+  teacher = np.array([[0.9, 0.1, 0.0, 0.5, 0.2, 0.3],
+                      [0.0, 0.8, 0.4, 0.0, 0.0, 0.1]])
+  student = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+                      [0.0, 0.9, 0.3, 0.1, 0.1, 0.0]])
+  m = evaluate.distillation_metrics(teacher, student)
+  assert m["mae"] == pytest.approx(np.abs(teacher - student).mean())
+  assert m["mse"] == pytest.approx(((teacher - student) ** 2).mean())
+  # image 1: teacher's top label 0 is the student's lowest (not in its top 5: 5,4,3,2,1)
+  # image 2: teacher's top label 1 is the student's top
+  assert m["top1_in_top5"] == pytest.approx(0.5)
+  # two images per label: rho = +1 or -1 where both vary
+  assert evaluate.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+  assert evaluate.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+  assert evaluate.spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)
+  assert np.isnan(evaluate.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_normalized_kl_is_zero_for_the_same_distribution():
+  from alti2v import tasks
+  t = np.array([[0.2, 0.6, 0.2]], np.float32)
+  assert float(tasks.normalized_kl(t, t * 0.5)[0]) == pytest.approx(0.0, abs=1e-5)
+  assert float(tasks.normalized_kl(t, np.array([[0.6, 0.2, 0.2]], np.float32))[0]) > 0.1
