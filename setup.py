@@ -19,6 +19,9 @@ EXTRAS_REQUIRE = {
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     # Without it Beam has no gs:// filesystem ("Unable to get filesystem").
     "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+    # Katakana readings of Japanese captions: MeCab with the unidic-lite dictionary
+    # (~250 MB installed; the `unidic` package is only a downloader), jaconv for widths.
+    "caption": ["fugashi>=1.3,<2", "unidic-lite==1.0.8", "jaconv>=0.3,<1"],
 }
 
 setuptools.setup(
