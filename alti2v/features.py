@@ -19,6 +19,8 @@ HEIGHT = "height"
 LABEL = "label"  # Binary class of folder-labelled data (screening filter).
 LABELS = "labels"  # Vision API labels (ids), with LABEL_SCORES (the API's scores).
 LABEL_SCORES = "label_scores"
+CAPTIONS = "captions"  # Katakana captions (text), all of an image's references.
+CAPTION_IDS = "caption_ids"  # The same, as fixed-length character ids.
 WIDTH = "width"
 
 SPLITS = ("train", "validation", "test")
@@ -83,6 +85,26 @@ def scored_features(vocabulary: Sequence[str]) -> tfds.features.FeaturesDict:
       IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
       LABELS: tfds.features.Sequence(tfds.features.ClassLabel(names=list(vocabulary))),
       LABEL_SCORES: tfds.features.Sequence(tfds.features.Scalar(np.float32)),
+      PATH: tfds.features.Text(doc="Source file the image was read from."),
+      CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
+      HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),
+      WIDTH: tfds.features.Scalar(np.int32, doc="Stored image width."),
+  })
+
+
+def caption_features(length: int) -> tfds.features.FeaturesDict:
+  """The features of a caption dataset: every caption of an image, as text and as ids.
+
+  The character vocabulary of the ids is metadata.json's "caption_vocabulary" (a nested
+  Sequence of ClassLabel, which would carry it, does not read back in tfds 4.9).
+
+  Args:
+    length: ids per caption (characters, END, padding).
+  """
+  return tfds.features.FeaturesDict({
+      IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+      CAPTIONS: tfds.features.Sequence(tfds.features.Text()),
+      CAPTION_IDS: tfds.features.Tensor(shape=(None, length), dtype=np.int32),
       PATH: tfds.features.Text(doc="Source file the image was read from."),
       CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
       HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),

@@ -227,24 +227,88 @@ def write_vision(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
   return paths
 
 
+# Japanese words for what is drawn (kanji, and hiragana for some captions).
+_JA_COLORS = {"red": ("赤い", "あかい"), "green": ("緑の", "みどりの"),
+              "blue": ("青い", "あおい"), "yellow": ("黄色い", "きいろい")}
+_JA_SHAPES = {"circle": ("丸", "まる"), "square": ("四角", "しかく"),
+              "triangle": ("三角", "さんかく")}
+_JA_BACKGROUNDS = {"plain": "無地", "striped": "縞模様", "dotted": "水玉模様",
+                   "checkered": "市松模様"}
+_JA_COUNTS = {1: "一つ", 2: "二つ", 3: "三つ"}
+
+
+def japanese_captions(index: int, seed: int) -> list[str]:
+  """Several Japanese phrasings (kanji; hiragana for every fifth image) of what image index shows."""
+  rng = np.random.default_rng([seed, index])
+  # Replay draw_sample's choices to know each shape, left to right.
+  width, height = (int(v) for v in rng.integers(160, 321, size=2))
+  pattern = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+  _draw_background(ImageDraw.Draw(Image.new("RGB", (width, height))), (width, height),
+                   pattern, rng)
+  count = int(rng.integers(1, 4))
+  column = width / count
+  shapes = []
+  for _ in range(count):
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    color = list(COLORS)[rng.integers(len(COLORS))]
+    side = int(min(column, height) * rng.uniform(0.55, 0.85))
+    rng.integers(0, max(1, int(column) - side))
+    rng.integers(0, max(1, height - side))
+    shapes.append((color, shape))
+  kanji = "と".join(_JA_COLORS[c][0] + _JA_SHAPES[s][0] for c, s in shapes)
+  captions = [kanji,
+              f"{_JA_BACKGROUNDS[pattern]}の背景に{kanji}",
+              f"{_JA_COUNTS[count]}の図形がある"]
+  if index % 5 == 0:
+    captions.append(" と ".join(f"{_JA_COLORS[c][1]} {_JA_SHAPES[s][1]}" for c, s in shapes))
+  return captions
+
+
+def write_captions(out_dir: str, num_images: int, seed: int = 0) -> str:
+  """Images in out_dir/images and a COCO-format out_dir/captions.json of Japanese captions.
+
+  Returns:
+    The path of captions.json.
+  """
+  images_dir = os.path.join(out_dir, "images")
+  os.makedirs(images_dir, exist_ok=True)
+  coco: dict = {"images": [], "annotations": []}
+  for index in range(num_images):
+    name = f"{index:06d}.jpg"
+    _save(draw_sample(index, seed).image, os.path.join(images_dir, name))
+    coco["images"].append({"id": index, "file_name": name})
+    for caption in japanese_captions(index, seed):
+      coco["annotations"].append({"id": len(coco["annotations"]), "image_id": index,
+                                  "caption": caption})
+  path = os.path.join(out_dir, "captions.json")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(coco, f, ensure_ascii=False, indent=1)
+  return path
+
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 600, "How many images to draw.")
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same corpus.")
-flags.DEFINE_enum("layout", "safebooru", ["safebooru", "folders", "flat", "vision"],
+flags.DEFINE_enum("layout", "safebooru", ["safebooru", "folders", "flat", "vision",
+                                          "captions"],
                   "safebooru: N.jpg beside N.txt (tagger); folders: positive/ (images "
                   f"with a {MOTIF}) and negative/ (screening filter); flat: images only "
                   "(a scraped folder to screen); vision: images/ and their Cloud Vision "
-                  "JSON in vision/ (distillation).")
+                  "JSON in vision/ (distillation); captions: images/ and a COCO-format "
+                  "captions.json of Japanese captions (captioner).")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError("usage: python -m alti2v.sample_data OUT_DIR "
-                         "[--num_images N] [--seed S] [--layout safebooru|folders|flat|vision]")
+                         "[--num_images N] [--seed S] [--layout safebooru|folders|flat|vision|captions]")
   if FLAGS.layout == "folders":
     paths = write_folders(argv[1], FLAGS.num_images, FLAGS.seed)
     print(f"wrote {len(paths['positive'])} positive ({MOTIF}) and "
           f"{len(paths['negative'])} negative images under {argv[1]}")
+  elif FLAGS.layout == "captions":
+    path = write_captions(argv[1], FLAGS.num_images, FLAGS.seed)
+    print(f"wrote {FLAGS.num_images} images and their captions to {path}")
   elif FLAGS.layout == "vision":
     paths = write_vision(argv[1], FLAGS.num_images, FLAGS.seed)
     print(f"wrote {len(paths)} images with Vision JSON under {argv[1]}")

@@ -37,9 +37,13 @@ TARGET_SHARD_BYTES = 150 * 2**20  # --num_shards=0 aims at 100-200 MB shards.
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-  """An image file and the file holding its label (None when none was found)."""
+  """An image file and the file holding its label (None when none was found).
+
+  label: the label itself, when the builder already has it (captions from a COCO JSON).
+  """
   image_path: str
   label_path: Optional[str]
+  label: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -654,8 +658,17 @@ def ImagesBySplit(pbegin, args: argparse.Namespace,  # pylint: disable=invalid-n
     ((split, ImageRecord) PCollection, tuple of rejection PCollections).
   """
   discovered = pbegin | "Discover" >> DiscoverImages(args.input_dir, label_extension)
+  with_split, rejected = discovered.candidates | "DecodeAndSplit" >> DecodeAndSplit(
+      args, read_label)
+  return with_split, (discovered[REJECTED], *rejected)
+
+
+@beam.ptransform_fn
+def DecodeAndSplit(candidates, args: argparse.Namespace,  # pylint: disable=invalid-name
+                   read_label: Callable[[Candidate], Any]):
+  """Candidate → read+decode → dedupe → (split, ImageRecord), and the rejections."""
   decoded = (
-      discovered.candidates
+      candidates
       # Candidate
       | "ReadAndDecode" >> beam.ParDo(ReadAndDecode(
           read_label, args.image_size, args.max_pixels)).with_outputs(
@@ -665,7 +678,7 @@ def ImagesBySplit(pbegin, args: argparse.Namespace,  # pylint: disable=invalid-n
   with_split = unique.unique | "AssignSplit" >> beam.Map(
       lambda r: (split_of(r.content_hash, args.val_fraction, args.test_fraction), r))
   # (split, ImageRecord)
-  return with_split, (discovered[REJECTED], decoded[REJECTED], unique[REJECTED])
+  return with_split, (decoded[REJECTED], unique[REJECTED])
 
 
 @beam.ptransform_fn
