@@ -37,9 +37,11 @@ def encode(caption: str, vocabulary: Sequence[str]) -> np.ndarray:
 
 
 def decode(ids: Iterable[int], vocabulary: Sequence[str]) -> str:
-  """Ids → text, stopping at END or PAD; START skipped; UNK shown as "?"."""
+  """Ids → text, stopping at END or PAD (or MAX_CHARS); START skipped; UNK shown as "?"."""
   out = []
   for i in ids:
+    if len(out) == MAX_CHARS:
+      break
     i = int(i)
     if i in (END, PAD):
       break

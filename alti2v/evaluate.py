@@ -156,6 +156,103 @@ def evaluate_distill(model_dir: str, data_dir: str, split: str = "test",
   return result
 
 
+def edit_distance(a: str, b: str) -> int:
+  """Levenshtein distance between two strings (characters)."""
+  previous = list(range(len(b) + 1))
+  for i, ca in enumerate(a, 1):
+    current = [i]
+    for j, cb in enumerate(b, 1):
+      current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+    previous = current
+  return previous[-1]
+
+
+def character_error_rate(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+  """Mean over images of min over its references of edit distance / reference length."""
+  rates = [min(edit_distance(h, r) / max(1, len(r)) for r in refs)
+           for h, refs in zip(hypotheses, references)]
+  return float(np.mean(rates)) if rates else float("nan")
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
+                max_n: int = 4) -> float:
+  """Character-level corpus BLEU-4 against every reference of each image (Papineni et al.).
+
+  n-gram counts are clipped by their maximum count in any one reference; the brevity
+  penalty uses, per image, the reference length closest to the hypothesis's.
+  """
+  import collections  # pylint: disable=import-outside-toplevel
+  import math  # pylint: disable=import-outside-toplevel
+  matches, totals = [0] * max_n, [0] * max_n
+  hyp_length = ref_length = 0
+  for hyp, refs in zip(hypotheses, references):
+    hyp_length += len(hyp)
+    ref_length += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
+    for n in range(1, max_n + 1):
+      grams = collections.Counter(hyp[i:i + n] for i in range(len(hyp) - n + 1))
+      best: collections.Counter = collections.Counter()
+      for r in refs:
+        best |= collections.Counter(r[i:i + n] for i in range(len(r) - n + 1))
+      matches[n - 1] += sum(min(c, best[g]) for g, c in grams.items())
+      totals[n - 1] += max(0, len(hyp) - n + 1)
+  if hyp_length == 0 or min(matches) == 0:
+    return 0.0
+  log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+  brevity = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
+  return float(brevity * math.exp(log_precision))
+
+
+def best_constant_caption(candidates: Sequence[str],
+                          references: Sequence[Sequence[str]]) -> tuple[str, float]:
+  """The one candidate caption that, said for every image, scores the best BLEU-4."""
+  scored = [(corpus_bleu([c] * len(references), references), c) for c in candidates]
+  score, caption = max(scored)
+  return caption, score
+
+
+def evaluate_captions(model_dir: str, data_dir: str, split: str = "test",
+                      beam_size: int = 1, batch_size: int = 32,
+                      max_constant_candidates: int = 300) -> dict:
+  """CER and character BLEU-4 against all references, next to the best constant caption's."""
+  import collections  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from alti2v import caption as caption_lib  # pylint: disable=import-outside-toplevel
+  from alti2v import captions as caption_ids  # pylint: disable=import-outside-toplevel
+  from alti2v import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
+  from alti2v import features as features_lib  # pylint: disable=import-outside-toplevel
+  from alti2v import input_pipeline, predict  # pylint: disable=import-outside-toplevel
+  trained = predict.TrainedModel(model_dir)
+  builder = dataset_lib.load_builder(data_dir)
+
+  def records(name):
+    ds = builder.as_dataset(split=name, decoders=tfds.decode.PartialDecoding(
+        {features_lib.IMAGE: True, features_lib.CAPTIONS: True},
+        decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()}))
+    return ds.map(lambda ex: (input_pipeline.to_model_input(ex[features_lib.IMAGE],
+                                                             trained.image_size),
+                              ex[features_lib.CAPTIONS]))
+
+  hypotheses, references = [], []
+  for images, refs in tfds.as_numpy(records(split).padded_batch(batch_size)):
+    for ids in caption_lib.generate(trained.model, images, beam_size):
+      hypotheses.append(caption_ids.decode(ids, trained.vocabulary))
+    references += [[r.decode() for r in rs if r] for rs in refs]
+  train_captions = collections.Counter(
+      c.decode() for _, cs in tfds.as_numpy(records("train").take(5000)) for c in cs)
+  candidates = [c for c, _ in train_captions.most_common(max_constant_candidates)]
+  constant, constant_bleu = best_constant_caption(candidates, references)
+  result = {
+      "split": split, "num_examples": len(hypotheses), "beam_size": beam_size,
+      "bleu4": corpus_bleu(hypotheses, references),
+      "cer": character_error_rate(hypotheses, references),
+      "constant_caption": constant, "constant_bleu4": constant_bleu,
+      "constant_cer": character_error_rate([constant] * len(references), references),
+      "examples": list(zip(hypotheses[:3], [r[0] for r in references[:3]])),
+  }
+  logging.info("evaluation: %s", result)
+  return result
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
   """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2."""
   labels = np.asarray(labels, bool)
@@ -355,6 +452,15 @@ def main(argv: Sequence[str]) -> None:
   from alti2v import training  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
   info = training.read_json(os.path.join(f.model_dir, training.MODEL_INFO_FILE)) or {}
+  if info.get("task") in ("caption", "caption_ar"):
+    r = evaluate_captions(f.model_dir, f.data_dir, f.split, f.beam_size, f.batch_size)
+    print(f"{r['split']} ({r['num_examples']} images, beam {r['beam_size']}): "
+          f"character BLEU-4 {r['bleu4']:.4f}  CER {r['cer']:.4f}")
+    print(f"best constant caption 「{r['constant_caption']}」: BLEU-4 "
+          f"{r['constant_bleu4']:.4f}  CER {r['constant_cer']:.4f}")
+    for hypothesis, reference in r["examples"]:
+      print(f"  model: 「{hypothesis}」  reference: 「{reference}」")
+    return
   if info.get("task") == "distill":
     r = evaluate_distill(f.model_dir, f.data_dir, f.split, f.batch_size)
     print(f"{r['split']} ({r['num_examples']} images) against the teacher's scores: "
@@ -389,6 +495,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("data_dir", None, "The dataset directory.")
   flags.DEFINE_string("split", "test", "Split to evaluate.")
   flags.DEFINE_integer("batch_size", 64, "Batch size.")
+  flags.DEFINE_integer("beam_size", 1, "Captioners: beam width (1 = greedy).")
   flags.DEFINE_float("target_precision", None,
                      "screen: the keep threshold is the lowest with this precision "
                      "on validation.")

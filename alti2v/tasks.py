@@ -9,6 +9,7 @@ from typing import Callable, Optional, Sequence
 
 import keras
 
+from alti2v import captions as caption_ids
 from alti2v import features as features_lib
 from alti2v import input_pipeline
 from alti2v import models
@@ -36,6 +37,8 @@ class Task:
   extra_features: Sequence[str] = ()
   augmentations: Sequence[str] = ("flip",)
   losses: Optional[dict] = None  # --loss name → loss factory; default = loss.
+  # (images, labels) → (model inputs, targets), for models with more than the image in.
+  pack: Optional[Callable] = None
 
   @property
   def label_features(self) -> tuple[str, ...]:
@@ -97,6 +100,29 @@ def _distill_metrics(_: int) -> list:
           keras.metrics.MeanSquaredError(name="mse")]
 
 
+def _one_caption(_: int) -> Callable:
+  """Label function: one of a record's captions (ids), drawn at random at each visit."""
+  def label(example: dict):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    ids = tf.cast(example[features_lib.CAPTION_IDS], tf.int32)
+    pick = tf.random.uniform([], 0, tf.shape(ids)[0], dtype=tf.int32)
+    return ids[pick]
+  return label
+
+
+def _teacher_forcing(images, captions):
+  """caption_in = START followed by the target shifted right (its last id dropped)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  start = tf.fill([tf.shape(captions)[0], 1], tf.constant(caption_ids.START, tf.int32))
+  caption_in = tf.concat([start, captions[:, :-1]], axis=1)
+  return {"image": images, "caption_in": caption_in}, captions
+
+
+def _caption_loss():
+  # PAD (id 0) positions do not count.
+  return keras.losses.SparseCategoricalCrossentropy(ignore_class=caption_ids.PAD)
+
+
 def _binary_label(_: int) -> Callable:
   def label(example: dict):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -136,6 +162,29 @@ TASKS = {
         losses={"bce": keras.losses.BinaryCrossentropy, "kl": lambda: normalized_kl},
         metrics=_distill_metrics,
     ),
+    # The original katakana captioner: every character from the image alone.
+    "caption": Task(
+        name="caption",
+        label_feature=features_lib.CAPTION_IDS,
+        num_outputs=lambda names: names,
+        label_fn=_one_caption,
+        head=lambda x, n, c: models.caption_original_head(
+            x, n, c.hidden_units, caption_ids.CAPTION_LENGTH),
+        loss=_caption_loss,
+        metrics=lambda _: [],
+    ),
+    # Show and Tell: autoregressive, teacher forcing; greedy or beam-search decoding.
+    "caption_ar": Task(
+        name="caption_ar",
+        label_feature=features_lib.CAPTION_IDS,
+        num_outputs=lambda names: names,
+        label_fn=_one_caption,
+        head=lambda x, n, c: models.show_and_tell_head(
+            x, n, c.hidden_units, caption_ids.CAPTION_LENGTH),
+        loss=_caption_loss,
+        metrics=lambda _: [],
+        pack=_teacher_forcing,
+    ),
 }
 
 
@@ -146,7 +195,9 @@ def get_task(name: str) -> Task:
 
 
 def output_names(builder, task: Task) -> list[str]:
-  """The names of the task's label feature in a dataset (tags, or [negative, positive])."""
+  """The names of the task's outputs: tags, [negative, positive], labels, or characters."""
+  if task.label_feature == features_lib.CAPTION_IDS:
+    return list(builder.info.metadata["caption_vocabulary"])
   feature = builder.info.features[task.label_feature]
   feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) → ClassLabel
   return list(feature.names)
@@ -161,4 +212,8 @@ def build_model(config: TrainConfig, num_outputs: int) -> keras.Model:
   backbone = models.build_backbone(config.backbone, config.image_size, config.weights_arg)
   models.freeze_layers(backbone, config.frozen_layers, config.weights_arg)
   outputs = task.head(backbone(x), num_outputs, config)
+  if isinstance(outputs, tuple):  # A head with inputs of its own (Show and Tell).
+    outputs, extra_inputs = outputs
+    return keras.Model({"image": inputs, **{i.name: i for i in extra_inputs}}, outputs,
+                       name=f"{config.task}_{config.backbone}")
   return keras.Model(inputs, outputs, name=f"{config.task}_{config.backbone}")

@@ -11,9 +11,10 @@ from alti2v import training
 
 _DEFAULTS = config_lib.TrainConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "tagger", ["tagger", "screen", "distill"],
+flags.DEFINE_enum("task", "tagger", ["tagger", "screen", "distill", "caption", "caption_ar"],
                   "What to learn: tagger (multi-label tags), screen (keep/drop filter), "
-                  "distill (a student of the Cloud Vision API's label scores).")
+                  "distill (a student of the Cloud Vision API's label scores), caption "
+                  "(the original katakana captioner), caption_ar (Show and Tell).")
 flags.DEFINE_string("data_dir", None, "Dataset directory (from a beam_jobs builder).")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and the model go.")
 flags.DEFINE_integer("image_size", 224, "Side of the square model input, pixels.")

@@ -180,6 +180,8 @@ def train(config: TrainConfig,
           label_features=task.label_features,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed,
           drop_remainder=training or replicas > 1)
+      if task.pack is not None:
+        ds = ds.map(task.pack, num_parallel_calls=tf.data.AUTOTUNE)
       # Several replicas validate on whole batches only (never an empty replica),
       # repeated so that a split smaller than a batch still gives one step.
       return ds.repeat() if not training and replicas > 1 else ds

@@ -1,0 +1,195 @@
+"""The katakana captioner: conversion, vocabulary, builder, both decoders, decoding, metrics."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from alti2v import caption as caption_lib
+from alti2v import captions
+from alti2v import dataset as dataset_lib
+from alti2v import evaluate
+from alti2v import katakana
+from alti2v import sample_data
+from alti2v import tasks
+from alti2v import training
+from beam_jobs import build_caption_dataset
+from tests.conftest import tiny_config
+
+# Hand-checked: kanji, hiragana, katakana, ASCII digits, full/half width, counters in context.
+CONVERSIONS = [
+    ("赤い丸と青い四角", "アカイ マル ト アオイ シカク"),
+    ("あかい まる と あおい しかく", "アカイ マル ト アオイ シカク"),
+    ("2人の男性が月を見ている", "フタリ ノ ダンセイ ガ ツキ ヲ ミ テ イル"),
+    ("一匹の猫が床に入った", "イッピキ ノ ネコ ガ ユカ ニ ハイッタ"),
+    ("3本のバナナ", "サンボン ノ バナナ"),
+    ("ﾃｰﾌﾞﾙの上にピザが１枚ある。", "テーブル ノ ウエ ニ ピザ ガ イチマイ アル"),
+    ("二つの図形がある", "フタツ ノ ズケイ ガ アル"),
+    ("縞模様の背景に黄色い三角", "シマ モヨウ ノ ハイケイ ニ キイロイ サンカク"),
+    ("十匹の犬", "ジュッピキ ノ イヌ"),
+    ("8個のりんご", "ハッコ ノ リンゴ"),
+    ("ネコが２ひき", "ネコ ガ ニヒキ"),
+    ("一人の女の子", "ヒトリ ノ オンナノコ"),
+]
+
+
+@pytest.mark.parametrize("text, expected", CONVERSIONS)
+def test_japanese_to_katakana(text, expected):
+  assert katakana.to_katakana(text) == expected
+
+
+@pytest.mark.parametrize("n, counter, reading", [
+    (1, "人", "ヒトリ"), (2, "人", "フタリ"), (3, "人", "サンニン"), (4, "人", "ヨニン"),
+    (14, "人", "ジュウヨニン"), (1, "匹", "イッピキ"), (3, "匹", "サンビキ"),
+    (6, "匹", "ロッピキ"), (4, "匹", "ヨンヒキ"), (3, "本", "サンボン"), (11, "本", "ジュウイッポン"),
+    (20, "本", "ニジュッポン"), (5, "枚", "ゴマイ"), (1, "個", "イッコ"), (7, "unknown", None)])
+def test_counter_rules(n, counter, reading):
+  assert katakana.read_counted(n, counter) == reading
+
+
+def test_numbers():
+  assert [katakana.read_number(n) for n in (0, 10, 21, 300, 1986)] == [
+      "ゼロ", "ジュウ", "ニジュウイチ", "サンビャク", "センキュウヒャクハチジュウロク"]
+  assert [katakana.parse_number(t) for t in ("12", "十二", "二十一", "百五", "猫")] == [
+      12, 12, 21, 105, None]
+
+
+def test_vocabulary_encode_decode_round_trip():
+  vocabulary = captions.vocabulary_from_chars([" ", "ア", "カ", "イ"])
+  assert vocabulary[:5] == ["<pad>", "<s>", "</s>", "<unk>", captions.SPACE_NAME]
+  ids = captions.encode("アカイ カ", vocabulary)
+  assert ids.shape == (captions.CAPTION_LENGTH,) and ids.dtype == np.int32
+  assert list(ids[:6]) == [5, 6, 7, 4, 6, captions.END] and not ids[6:].any()
+  assert captions.decode(ids, vocabulary) == "アカイ カ"
+  assert captions.decode(captions.encode("アキ", vocabulary), vocabulary) == "ア?"  # UNK
+  long = "ア" * 60
+  assert captions.truncate(long) == ("ア" * 50, True)
+  assert captions.decode(captions.encode(long, vocabulary), vocabulary) == "ア" * 50
+
+
+@pytest.fixture(scope="module")
+def caption_dataset(tmp_path_factory):
+  root = tmp_path_factory.mktemp("captions")
+  coco_path = sample_data.write_captions(str(root), 40, seed=2)
+  coco = json.load(open(coco_path, encoding="utf-8"))
+  coco["annotations"].append({"id": 10**6, "image_id": 0, "caption": "赤い" * 40})  # > 50
+  coco["images"].append({"id": 999, "file_name": "missing.jpg"})
+  coco["annotations"].append({"id": 10**6 + 1, "image_id": 999, "caption": "丸"})
+  json.dump(coco, open(coco_path, "w", encoding="utf-8"), ensure_ascii=False)
+  sample_data.draw_sample(500, 2).image.save(root / "images" / "uncaptioned.jpg")
+  out = root / "dataset"
+  build_caption_dataset.run([
+      "--input_dir", str(root / "images"), "--captions_json", coco_path,
+      "--output_dir", str(out), "--image_size", "32", "--val_fraction", "0.2",
+      "--test_fraction", "0.2", "--direct_running_mode=in_memory",
+      "--direct_num_workers=1"])
+  return root, str(out)
+
+
+def test_builder_converts_keeps_all_captions_and_counts_truncation(caption_dataset):
+  root, data = caption_dataset
+  builder = dataset_lib.load_builder(data)
+  metadata = json.load(open(os.path.join(data, "metadata.json"), encoding="utf-8"))
+  vocabulary = metadata["caption_vocabulary"]
+  assert len(vocabulary) <= captions.MAX_VOCABULARY and vocabulary[:4] == list(captions.SPECIALS)
+  coco = json.load(open(root / "captions.json", encoding="utf-8"))
+  long = sum(len(katakana.to_katakana(a["caption"])) > captions.MAX_CHARS
+             for a in coco["annotations"] if a["image_id"] != 999)
+  assert metadata["captions_truncated"] == long >= 1
+  seen = {}
+  for split in builder.info.splits:
+    for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+      texts = [t.decode() for t in ex["captions"]]
+      seen[os.path.basename(ex["path"].decode())] = texts
+      assert ex["caption_ids"].shape == (len(texts), captions.CAPTION_LENGTH)
+      if split == "train":
+        assert [captions.decode(i, vocabulary) for i in ex["caption_ids"]] == texts
+  assert len(seen) == 40
+  expected = sorted(katakana.to_katakana(t) for t in sample_data.japanese_captions(7, 2))
+  assert sorted(seen["000007.jpg"]) == expected
+  assert ("アカイ " * 13)[:50] in seen["000000.jpg"]  # cut to 50 characters
+  for texts in seen.values():
+    assert all(re.fullmatch(r"[\u30a0-\u30ff ]+", t) for t in texts)
+  rejected = {os.path.basename(r["path"]): r["reason"] for r in map(
+      json.loads, open(os.path.join(data, "rejected.jsonl"), encoding="utf-8"))}
+  assert rejected == {"missing.jpg": "no_image_file", "uncaptioned.jpg": "no_label_file"}
+
+
+@pytest.mark.parametrize("task", ["caption", "caption_ar"])
+def test_model_shapes(caption_dataset, tmp_path, task):
+  _, data = caption_dataset
+  model = tasks.build_model(tiny_config(data, tmp_path, task=task), 30)
+  images = np.zeros((2, 32, 32, 3), np.uint8)
+  inputs = images if task == "caption" else {
+      "image": images, "caption_in": np.zeros((2, captions.CAPTION_LENGTH), np.int32)}
+  assert model.predict_on_batch(inputs).shape == (2, captions.CAPTION_LENGTH, 30)
+
+
+@pytest.fixture(scope="module")
+def trained_captioners(caption_dataset, tmp_path_factory):
+  _, data = caption_dataset
+  dirs = {}
+  for task in ("caption", "caption_ar"):
+    model_dir = tmp_path_factory.mktemp(task)
+    training.train(tiny_config(data, model_dir, task=task, epochs=3, steps_per_epoch=6,
+                               hidden_units=32, learning_rate=3e-3))
+    dirs[task] = str(model_dir)
+  return dirs
+
+
+def valid_katakana(text):
+  return re.fullmatch(r"[\u30a0-\u30ff ?]*", text) is not None
+
+
+@pytest.mark.parametrize("task", ["caption", "caption_ar"])
+def test_training_steps_and_decoding_give_valid_katakana(trained_captioners, caption_dataset,
+                                                         task):
+  root, _ = caption_dataset
+  model_dir = trained_captioners[task]
+  rows = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
+  assert rows["task"] == task
+  paths = [str(root / "images" / f"00000{i}.jpg") for i in range(3)]
+  for beam in (1, 3):
+    results = list(caption_lib.caption_files(model_dir, paths, beam_size=beam))
+    assert [p for p, _, _ in results] == paths
+    for _, text, error in results:
+      assert error == "" and valid_katakana(text) and len(text) <= captions.MAX_CHARS
+
+
+def test_beam_of_one_is_greedy_and_beams_end(trained_captioners):
+  import keras
+  model = keras.models.load_model(os.path.join(trained_captioners["caption_ar"],
+                                               "model.keras"))
+  images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+  greedy = caption_lib.greedy(model, images)
+  np.testing.assert_array_equal(caption_lib.beam_search(model, images[0], 1), greedy[0])
+  beam = caption_lib.beam_search(model, images[0], 3)
+  assert beam.shape == (captions.CAPTION_LENGTH,)
+  ends = np.nonzero(beam == captions.END)[0]
+  assert len(ends) <= 1 and (not len(ends) or not beam[ends[0] + 1:].any())
+
+
+def test_evaluate_captions_reports_the_constant_baseline(trained_captioners, caption_dataset):
+  _, data = caption_dataset
+  result = evaluate.evaluate_captions(trained_captioners["caption"], data, "test")
+  assert result["num_examples"] > 0
+  assert 0 <= result["bleu4"] <= 1 and result["cer"] >= 0
+  assert 0 < result["constant_bleu4"] <= 1 and valid_katakana(result["constant_caption"])
+
+
+def test_caption_metrics_by_hand():
+  assert evaluate.edit_distance("カタカナ", "カタナ") == 1
+  assert evaluate.edit_distance("", "アイ") == 2
+  # CER: the closer reference counts. "アイウ" vs ["アイエ" (1/3), "アイウエ" (1/4)]
+  assert evaluate.character_error_rate(["アイウ"], [["アイエ", "アイウエ"]]) == pytest.approx(0.25)
+  assert evaluate.corpus_bleu(["アイウエオカ"], [["アイウエオカ"]]) == pytest.approx(1.0)
+  assert evaluate.corpus_bleu(["アイウエ"], [["カキクケ"]]) == 0.0
+  # hyp "アイウエオ" (5 chars), ref "アイウエオカ" (6): all n-grams match, brevity exp(1-6/5)
+  assert evaluate.corpus_bleu(["アイウエオ"], [["アイウエオカ"]]) == pytest.approx(np.exp(1 - 6 / 5))
+  # Clipping: "アアアア" against "アア": unigram 2/4, bigram 1/3, trigram 0 → 0
+  assert evaluate.corpus_bleu(["アアアア"], [["アア"]]) == 0.0
+  caption, score = evaluate.best_constant_caption(
+      ["アイウエオ", "カキクケコ"], [["アイウエオ"], ["アイウエオ"], ["カキクケコ"]])
+  assert caption == "アイウエオ" and 0 < score < 1
