@@ -9,6 +9,7 @@ search); the Show-and-Tell decoder (task caption_ar) is decoded step by step.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -100,7 +101,7 @@ def caption_files(model_dir: str, paths: Sequence[str], beam_size: int = 1,
     ids = generate(trained.model, images.numpy(), beam_size)
     for path, error, row in zip(batch_paths.numpy(), errors.numpy(), ids):
       error = error.decode()
-      yield (path.decode("utf-8", "surrogateescape"),
+      yield (os.fsdecode(path),
              None if error else caption_ids.decode(row, trained.vocabulary), error)
 
 

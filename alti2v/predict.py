@@ -48,7 +48,7 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
 def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
   """(stored-form JPEG, "") or (b"", "reason: detail") for one file."""
   try:
-    with open(path.decode("utf-8", "surrogateescape"), "rb") as f:
+    with open(os.fsdecode(path), "rb") as f:
       data = f.read()
     return imaging.decode_and_resize(data, int(stored_size)).jpeg, b""
   except imaging.Rejected as e:
@@ -70,7 +70,9 @@ def image_dataset(paths: Sequence[str], image_size: int, stored_size: int,
                     lambda: tf.zeros([image_size, image_size, 3], tf.uint8))
     return image, error, path
 
-  ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
+  # Paths as bytes: a scraped name need not be valid UTF-8.
+  ds = tf.data.Dataset.from_tensor_slices(
+      tf.constant([os.fsencode(p) for p in paths], tf.string))
   # Pillow releases the GIL, so parallel calls of the numpy_function overlap.
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -122,7 +124,7 @@ class TrainedModel:
       scores = np.asarray(self.model.predict_on_batch(images), np.float32)
       for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
         error = error.decode()
-        yield path.decode("utf-8", "surrogateescape"), None if error else row, error
+        yield os.fsdecode(path), None if error else row, error
       done += len(scores)
       if bar is not None:
         bar.update(done)

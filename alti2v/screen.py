@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from alti2v import imaging
 from alti2v import predict
 
 MODES = ("copy", "move", "manifest")
-SCORES_FILE = "scores.csv"
+SCORES_FILE = "scores.csv"  # One row per file; a file's row is written once.
 JOURNAL_FILE = ".screen-journal.jsonl"
 FIELDS = ("path", "score", "decision", "destination", "reason")
 FOLDERS = {"ok": "ok", "ng": "ng", "unreadable": "unreadable"}
@@ -85,10 +86,10 @@ def free_name(dest: str, taken: set[str]) -> str:
 
 def list_images(input_dir: str, output_dir: str) -> list[str]:
   """Every image file under input_dir (recursively, sorted), skipping output_dir inside it."""
-  output_dir = os.path.abspath(output_dir)
+  output_dir = os.path.realpath(output_dir)
   paths = []
   for root, dirs, names in os.walk(input_dir):
-    dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(root, d)) != output_dir)
+    dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != output_dir)
     paths.extend(os.path.join(root, n) for n in sorted(names) if imaging.is_image_path(n))
   return paths
 
@@ -105,25 +106,68 @@ def same_bytes(a: str, b: str) -> bool:
         return True
 
 
+STATE_FILE = ".screen-state.json"  # The mode and input of the run that owns OUT.
+_ENC = {"encoding": "utf-8", "errors": "surrogateescape"}  # Any file name round-trips.
+
+
 class Screener:
   """The state of one output directory: what is done (scores.csv), what is pending (journal)."""
 
   def __init__(self, input_dir: str, output_dir: str, mode: str):
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    self.input_dir = os.path.abspath(input_dir)
-    self.output_dir = os.path.abspath(output_dir)
+    self.input_dir = os.path.realpath(input_dir)
+    self.output_dir = os.path.realpath(output_dir)
+    if self.input_dir == self.output_dir or self.input_dir.startswith(
+        self.output_dir + os.sep):
+      raise ValueError(f"the input {input_dir} is the output {output_dir} or inside it; "
+                       "screen into another folder")
     self.mode = mode
     os.makedirs(self.output_dir, exist_ok=True)
+    self._check_state()
     self.scores_path = os.path.join(self.output_dir, SCORES_FILE)
     self.journal_path = os.path.join(self.output_dir, JOURNAL_FILE)
     self.done: set[str] = set()
     if os.path.exists(self.scores_path):
-      with open(self.scores_path, newline="", encoding="utf-8") as f:
+      self._drop_torn_row()
+      with open(self.scores_path, newline="", **_ENC) as f:
         self.done = {row["path"] for row in csv.DictReader(f)}
     else:
-      with open(self.scores_path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerow(FIELDS)
+      self._append_rows([], header=True)
+
+  def _check_state(self) -> None:
+    """One output directory belongs to one input and one mode (a manifest run then a move
+    run into the same folder would skip every file)."""
+    path = os.path.join(self.output_dir, STATE_FILE)
+    state = {"input_dir": self.input_dir, "mode": self.mode}
+    if os.path.exists(path):
+      with open(path, **_ENC) as f:
+        stored = json.load(f)
+      if stored != state:
+        raise ValueError(f"{self.output_dir} holds a screen of {stored['input_dir']} in "
+                         f"mode {stored['mode']}; use another --output_dir")
+      return
+    with open(path, "w", **_ENC) as f:
+      json.dump(state, f)
+
+  def _drop_torn_row(self) -> None:
+    """Cuts scores.csv back to its last complete row (a kill can tear the last one)."""
+    with open(self.scores_path, "rb+") as f:
+      data = f.read()
+      end = data.rfind(b"\n") + 1
+      if end < len(data):
+        f.truncate(end)
+
+  def _append_rows(self, rows: Sequence[dict], header: bool = False) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FIELDS)
+    if header:
+      writer.writeheader()
+    writer.writerows(rows)
+    with open(self.scores_path, "a", newline="", **_ENC) as f:
+      f.write(out.getvalue())  # One write per batch.
+      f.flush()
+      os.fsync(f.fileno())
 
   def destination(self, path: str, decision: str, taken: set[str]) -> str:
     if self.mode == "manifest":
@@ -132,36 +176,38 @@ class Screener:
     return free_name(os.path.join(self.output_dir, FOLDERS[decision], relative), taken)
 
   def _transfer(self, row: dict) -> None:
+    """Copies or moves one file; a file that cannot be transferred stays where it is."""
     src, dest = row["path"], row["destination"]
     if not dest:
       return
-    if os.path.exists(dest) and (not os.path.exists(src) or same_bytes(src, dest)):
-      if self.mode == "move" and os.path.exists(src):
+    if os.path.lexists(dest) and (not os.path.lexists(src) or same_bytes(src, dest)):
+      if self.mode == "move" and os.path.lexists(src):
         os.unlink(src)  # Interrupted after the link, before the unlink.
       return  # Done before an interruption.
-    if self.mode == "copy":
-      durable_copy(src, dest)
-    else:
-      durable_move(src, dest)
+    try:
+      if self.mode == "copy":
+        durable_copy(src, dest)
+      else:
+        durable_move(src, dest)
+    except OSError as e:  # Vanished, unreadable, no permission: left in place, noted.
+      row["destination"] = ""
+      row["reason"] = "; ".join(r for r in (row["reason"], f"not {self.mode}d: {e}") if r)
 
   def commit(self, rows: Sequence[dict]) -> None:
     """Journal the rows, do their file operations, record them in scores.csv, clear the journal."""
-    with open(self.journal_path, "w", encoding="utf-8") as f:
+    tmp = self.journal_path + ".tmp"
+    with open(tmp, "w", **_ENC) as f:
       for row in rows:
         f.write(json.dumps(row) + "\n")
       f.flush()
       os.fsync(f.fileno())
+    os.replace(tmp, self.journal_path)  # A journal is whole or absent.
     self._apply(rows)
 
   def _apply(self, rows: Sequence[dict]) -> None:
     for row in rows:
       self._transfer(row)
-    with open(self.scores_path, "a", newline="", encoding="utf-8") as f:
-      writer = csv.DictWriter(f, FIELDS)
-      for row in rows:
-        writer.writerow(row)
-      f.flush()
-      os.fsync(f.fileno())
+    self._append_rows(rows)
     self.done.update(row["path"] for row in rows)
     os.unlink(self.journal_path)
 
@@ -169,7 +215,7 @@ class Screener:
     """Finishes the batch an interrupted run had journaled (scores reused, not recomputed)."""
     if not os.path.exists(self.journal_path):
       return 0
-    with open(self.journal_path, encoding="utf-8") as f:
+    with open(self.journal_path, **_ENC) as f:
       rows = [json.loads(line) for line in f if line.strip()]
     rows = [r for r in rows if r["path"] not in self.done]
     self._apply(rows)
@@ -231,10 +277,12 @@ def screen(model_dir: str, input_dir: str, output_dir: str, *, mode: str = "copy
   for path, scores, error in model.score_files(todo, batch_size, progress):
     if scores is None:
       decision, score, reason = "unreadable", "", error
+      if not os.path.lexists(path):  # Gone since the listing: nothing to transfer.
+        reason += " (vanished)"
     else:
       decision = "ok" if scores[0] >= threshold else "ng"
       score, reason = f"{scores[0]:.6f}", ""
-    dest = state.destination(path, decision, taken)
+    dest = state.destination(path, decision, taken) if os.path.lexists(path) else ""
     taken.add(dest)
     rows.append({"path": path, "score": score, "decision": decision, "destination": dest,
                  "reason": reason})

@@ -89,7 +89,7 @@ def file_bytes(*roots, skip=()):
     for folder, _, names in os.walk(root):
       for name in names:
         path = os.path.join(folder, name)
-        if name in (screen.SCORES_FILE, screen.JOURNAL_FILE) or path in skip:
+        if name in (screen.SCORES_FILE, screen.JOURNAL_FILE, screen.STATE_FILE) or path in skip:
           continue
         with open(path, "rb") as f:
           found[f.read()] += 1
@@ -223,3 +223,45 @@ def test_cli_and_refusals(screen_model, trained_tagger, scrape, tmp_path):
   with pytest.raises(ValueError, match="mode must be one of"):
     screen.screen(screen_model, str(scrape), str(tmp_path / "o3"), mode="delete",
                   threshold=0.5)
+
+
+def test_torn_rows_vanished_files_and_mismatched_runs(screen_model, scrape, tmp_path):
+  out = tmp_path / "out"
+  first = screen.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
+  assert first["ok"] + first["ng"] == 11
+  # A kill tore the last row of scores.csv: it is cut, and that file is screened again once.
+  scores = out / screen.SCORES_FILE
+  data = scores.read_bytes()
+  last_row = data[:-1].rfind(b"\n") + 1
+  scores.write_bytes(data[:last_row + 5])
+  torn_path = data[last_row:].split(b",")[0].decode()
+  again = screen.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
+  assert again["ok"] + again["ng"] + again["unreadable"] == 1
+  rows = read_scores(out)
+  assert len(rows) == 12 and sum(r["path"] == torn_path for r in rows) == 1
+  # Another mode into the same output folder is refused, as is an input inside the output.
+  with pytest.raises(ValueError, match="holds a screen of"):
+    screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+  with pytest.raises(ValueError, match="inside it"):
+    screen.screen(screen_model, str(out / "ok"), str(out), mode="copy", threshold=0.5)
+  # A file that vanishes between scoring and moving stays recorded, nothing is lost.
+  state = screen.Screener(str(scrape), str(tmp_path / "out2"), "move")
+  row = {"path": str(scrape / "gone.jpg"), "score": "0.9", "decision": "ok",
+         "destination": str(tmp_path / "out2" / "ok" / "gone.jpg"), "reason": ""}
+  state.commit([row])
+  (recorded,) = read_scores(tmp_path / "out2")
+  assert recorded["destination"] == "" and "not moved" in recorded["reason"]
+
+
+def test_non_utf8_file_names(screen_model, tmp_path):
+  scraped = tmp_path / "scraped"
+  scraped.mkdir()
+  name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes, not UTF-8
+  sample_data.draw_sample(3, 1).image.save(os.path.join(str(scraped), name), format="JPEG")
+  counts = screen.screen(screen_model, str(scraped), str(tmp_path / "out"), mode="move",
+                         threshold=0.5)
+  assert counts["ok"] + counts["ng"] == 1
+  assert not os.listdir(scraped)
+  with open(tmp_path / "out" / screen.SCORES_FILE, encoding="utf-8",
+            errors="surrogateescape") as f:
+    assert name in f.read()
