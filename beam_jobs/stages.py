@@ -130,22 +130,35 @@ def _join(directory: str, name: str) -> str:
   return FileSystems.join(directory, name)
 
 
+def delete_paths(paths: Sequence[str]) -> None:
+  """FileSystems.delete (which matches its paths as patterns: see check_no_glob)."""
+  FileSystems.delete(list(paths))
+
+
+def check_no_glob(flag: str, path: str) -> None:
+  """Beam matches, lists and deletes by pattern, and cannot escape *, ? or [ in a path."""
+  if re.search(r"[*?\[\]]", path):
+    raise ValueError(f"{flag} {path!r} contains *, ? or [ ]: Beam reads those as a file "
+                     "pattern; rename the folder")
+
+
 def _list_dir(directory: str) -> list[str]:
   """Paths of all files under directory (recursively); [] if it does not exist."""
   result = FileSystems.match([_join(directory, "**")])[0]
   return sorted(m.path for m in result.metadata_list)
 
 
-def _is_build_output(name: str) -> bool:
+def _is_build_output(name: str, dataset_name: str) -> bool:
+  """Whether a top-level name in an output directory is one a build of dataset_name writes."""
   return (name in (features_lib.DATASET_INFO_FILE, features_lib.FEATURES_FILE,
                    features_lib.METADATA_FILE, features_lib.REJECTED_FILE,
-                   features_lib.TAG_COUNTS_FILE)
+                   features_lib.TAG_COUNTS_FILE, features_lib.TMP_DIR)
           or name.endswith(".labels.txt")
-          or f".{features_lib.FILE_FORMAT}-" in name
-          or name.startswith((features_lib.TMP_DIR, "beam-temp-")))
+          or (name.startswith(f"{dataset_name}-") and f".{features_lib.FILE_FORMAT}-" in name)
+          or name.startswith("beam-temp-"))
 
 
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+def prepare_output_dir(output_dir: str, overwrite: bool, dataset_name: str) -> None:
   """Refuses a non-empty output directory unless overwrite; with it, removes the old build.
 
   dataset_info.json goes first, so that a failed overwrite never leaves old
@@ -155,6 +168,9 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     FileExistsError: output_dir holds files and overwrite is False.
   """
   existing = _list_dir(output_dir)
+  info = _join(output_dir, features_lib.DATASET_INFO_FILE)
+  if not existing and FileSystems.exists(info):  # The listing failed to see it: be safe.
+    existing = [info]
   if not existing:
     if not FileSystems.exists(output_dir):
       FileSystems.mkdirs(output_dir)
@@ -163,18 +179,17 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     raise FileExistsError(
         f"output directory {output_dir} is not empty ({len(existing)} files, "
         f"e.g. {existing[0]}); pass --overwrite to replace the dataset in it")
-  info = _join(output_dir, features_lib.DATASET_INFO_FILE)
   if FileSystems.exists(info):
-    FileSystems.delete([info])
+    delete_paths([info])
   prefix = output_dir.rstrip("/") + "/"
   ours, kept = [], []
   for path in existing:
     if path == info:
       continue
     top = path[len(prefix):].split("/", 1)[0]
-    (ours if _is_build_output(top) else kept).append(path)
+    (ours if _is_build_output(top, dataset_name) else kept).append(path)
   if ours:
-    FileSystems.delete(ours)
+    delete_paths(ours)
   for path in kept:
     logging.warning("--overwrite keeps %s: a dataset build never writes it", path)
 
@@ -443,7 +458,7 @@ class WriteShard(beam.DoFn):
         num_bytes += len(serialized)
     final_path = _join(self._output_dir, name)
     if FileSystems.exists(final_path):  # A retried bundle wrote it before.
-      FileSystems.delete([final_path])
+      delete_paths([final_path])
     FileSystems.rename([tmp_path], [final_path])
     counter(f"written_{split}").inc(len(examples))
     yield ShardInfo(split, index, total, len(examples), num_bytes)
@@ -566,7 +581,7 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
   metadata["library_versions"] = library_versions()
   tmp_dir = _join(output_dir, features_lib.TMP_DIR)
   if FileSystems.exists(tmp_dir):
-    FileSystems.delete([tmp_dir])
+    delete_paths([tmp_dir])
   # features.json, the vocabulary, metadata.json, then dataset_info.json (last).
   tfds.folder_dataset.write_metadata(
       data_dir=output_dir, features=features, split_infos=split_infos,
@@ -645,6 +660,8 @@ def validate_common_args(args: argparse.Namespace) -> None:
       raise ValueError(f"--{name} must be in [0, 1), got {value}")
   if args.val_fraction + args.test_fraction >= 1.0:
     raise ValueError("--val_fraction + --test_fraction must be < 1 (no train split left)")
+  for flag in ("input_dir", "output_dir"):
+    check_no_glob(f"--{flag}", getattr(args, flag))
   if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset_name):
     raise ValueError(f"--dataset_name must be snake_case, got {args.dataset_name!r}")
 
@@ -731,7 +748,7 @@ def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
   validate(args)
   for path in (args.input_dir, args.output_dir):
     check_filesystem(path)
-  prepare_output_dir(args.output_dir, args.overwrite)
+  prepare_output_dir(args.output_dir, args.overwrite, args.dataset_name)
   p = beam.Pipeline(options=pipeline_options(beam_args))
   build_pipeline(p, args)
   result = p.run()

@@ -39,7 +39,7 @@ def write_json_atomically(path: str, value: dict) -> None:
   with FileSystems.create(tmp) as f:
     f.write(json.dumps(value, ensure_ascii=False).encode("utf-8"))
   if FileSystems.exists(path):
-    FileSystems.delete([path])
+    stages.delete_paths([path])
   FileSystems.rename([tmp], [path])
 
 
@@ -188,8 +188,9 @@ def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineRes
   if not os.environ.get(args.api_key_env):
     raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
                      "(it is read from there only, never from a flag)")
-  for path in (args.input_dir, args.output_dir):
+  for flag, path in (("--input_dir", args.input_dir), ("--output_dir", args.output_dir)):
     stages.check_filesystem(path)
+    stages.check_no_glob(flag, path)
   if not FileSystems.exists(args.output_dir):
     FileSystems.mkdirs(args.output_dir)
   p = beam.Pipeline(options=stages.pipeline_options(beam_args))

@@ -252,3 +252,17 @@ def test_gs_path_without_the_gcp_extra_says_what_to_install(tmp_path):
     pass
   with pytest.raises(ValueError, match=r"pip install -e '\.\[gcp\]'"):
     job.run(["--input_dir", "gs://bucket/scraped", "--output_dir", str(tmp_path / "o")])
+
+
+def test_glob_characters_are_refused_and_overwrite_keeps_other_files(tmp_path):
+  scrape = tmp_path / "in"
+  fixtures.sample_data.write_corpus(str(scrape), 8, seed=9)
+  with pytest.raises(ValueError, match=r"contains \*, \? or \["):
+    build(scrape, tmp_path / "out[1]", "--num_shards", "1")
+  out = tmp_path / "out"
+  build(scrape, out, "--num_shards", "1")
+  (out / "_tmp_backup").mkdir()
+  (out / "_tmp_backup" / "mine.txt").write_text("keep")
+  build(scrape, out, "--num_shards", "1", "--overwrite")
+  assert sum(dataset_lib.verify_dataset(str(out)).values()) == 8
+  assert (out / "_tmp_backup" / "mine.txt").read_text() == "keep"
