@@ -280,6 +280,10 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray,
   labels = np.asarray(labels, bool)
   if labels.sum() == 0:
     raise ValueError("no positive example to choose a threshold on")
+  for name, target in (("target_precision", target_precision),
+                       ("target_recall", target_recall)):
+    if target is not None and not 0.0 < target <= 1.0:
+      raise ValueError(f"{name} must be in (0, 1], got {target}")
   order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
   s, l = np.asarray(scores)[order], labels[order]
   last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # One candidate per distinct score.
@@ -434,7 +438,7 @@ def _write_thresholds(model_dir: str, vocabulary: Sequence[str], thresholds: np.
   training.write_json(os.path.join(model_dir, THRESHOLDS_FILE), {
       "calibrated_on": "validation", "num_examples": num_validation,
       "min_support": MIN_SUPPORT, "rare_floor": RARE_FLOOR,
-      "thresholds": {t: round(float(v), 6) for t, v in zip(vocabulary, thresholds)}})
+      "thresholds": {t: float(v) for t, v in zip(vocabulary, thresholds)}})
 
 
 def load_thresholds(model_dir: str, vocabulary: Sequence[str]) -> Optional[np.ndarray]:

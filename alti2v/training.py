@@ -119,6 +119,10 @@ def write_json(path: str, value: Any) -> None:
 def _prepare_model_dir(config: TrainConfig) -> Optional[dict]:
   """Creates model_dir, or checks that it holds this same run. Returns a finished run's info."""
   if config.overwrite and os.path.exists(config.model_dir):
+    if os.listdir(config.model_dir) and not os.path.exists(
+        os.path.join(config.model_dir, CONFIG_FILE)):
+      raise ValueError(f"--overwrite: {config.model_dir} is not a training run "
+                       f"(no {CONFIG_FILE}); refusing to delete it")
     logging.info("--overwrite: removing %s", config.model_dir)
     shutil.rmtree(config.model_dir)
   os.makedirs(config.model_dir, exist_ok=True)
@@ -135,6 +139,11 @@ def _prepare_model_dir(config: TrainConfig) -> Optional[dict]:
   info = read_json(os.path.join(config.model_dir, MODEL_INFO_FILE))
   if info is not None and info["epochs"] >= config.epochs:
     return info
+  if info is not None:  # Training on: the old export and its thresholds no longer apply.
+    for name in (MODEL_INFO_FILE, "thresholds.json", "threshold.json"):
+      path = os.path.join(config.model_dir, name)
+      if os.path.exists(path):
+        os.unlink(path)
   return None
 
 
@@ -192,9 +201,10 @@ def train(config: TrainConfig,
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=task.make_loss(config.loss), metrics=task.metrics(num_outputs))
   callbacks = [
+      # The best first: killed between the two, the epoch is redone, not lost as a best.
+      BestCheckpoint(config.model_dir),
       keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, BACKUP_DIR),
                                        delete_checkpoint=False),
-      BestCheckpoint(config.model_dir),
       keras.callbacks.CSVLogger(os.path.join(config.model_dir, HISTORY_FILE), append=True),
       keras.callbacks.TensorBoard(os.path.join(config.model_dir, LOG_DIR),
                                   profile_batch=0),
@@ -229,11 +239,17 @@ def export(config: TrainConfig, task: tasks.Task, vocabulary: Sequence[str],
   if best is None:  # No validation split: the last epoch is the model.
     raise ValueError("no best model: the dataset has no validation split to pick it by")
   model = keras.models.load_model(os.path.join(config.model_dir, BEST_MODEL))
-  model.save(os.path.join(config.model_dir, MODEL_FILE))
+  tmp = os.path.join(config.model_dir, "model.tmp.keras")
+  model.save(tmp)
+  os.replace(tmp, os.path.join(config.model_dir, MODEL_FILE))
   saved_model = os.path.join(config.model_dir, SAVED_MODEL_DIR)
+  tmp = saved_model + ".tmp"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  model.export(tmp, verbose=False)
   if os.path.exists(saved_model):
     shutil.rmtree(saved_model)
-  model.export(saved_model, verbose=False)
+  os.rename(tmp, saved_model)  # model_info.json, written last, marks the export complete.
   vocabulary_file = f"{task.label_feature}.labels.txt"
   with open(os.path.join(config.model_dir, vocabulary_file), "w", encoding="utf-8") as f:
     f.write("".join(f"{t}\n" for t in vocabulary))

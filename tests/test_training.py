@@ -166,3 +166,26 @@ def test_a_corrupt_shard_is_named_when_training_hits_it(tiny_dataset, tmp_path):
     shard.write_bytes(bytes(raw))
   with pytest.raises(dataset_lib.DatasetError, match=r"train\.tfrecord-0000\d-of-00002 is corrupt"):
     training.train(tiny_config(str(copy), tmp_path / "run"))
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tiny_dataset, tmp_path):
+  _, data = tiny_dataset
+  (tmp_path / "precious.txt").write_text("mine")
+  with pytest.raises(ValueError, match="not a training run"):
+    training.train(tiny_config(data, tmp_path, overwrite=True))
+  assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+def test_training_on_drops_the_old_export_and_thresholds(tiny_dataset, tmp_path):
+  _, data = tiny_dataset
+  training.train(tiny_config(data, tmp_path, epochs=1))
+  (tmp_path / "thresholds.json").write_text("{}")
+  seen = []
+
+  class Look(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      seen.append(sorted(os.listdir(tmp_path)))
+
+  info = training.train(tiny_config(data, tmp_path, epochs=2), extra_callbacks=[Look()])
+  assert "thresholds.json" not in seen[0] and training.MODEL_INFO_FILE not in seen[0]
+  assert info["epochs"] == 2 and [r["epoch"] for r in history(tmp_path)] == ["0", "1"]
