@@ -221,7 +221,7 @@ def write_vision(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
     path = os.path.join(images, f"{index:06d}.jpg")
     _save(sample.image, path)
     response = vision_response(sample.tags, np.random.default_rng([seed, index, 1]))
-    with open(os.path.join(vision, f"{index:06d}.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(vision, f"{index:06d}.jpg.json"), "w", encoding="utf-8") as f:
       json.dump(response, f)
     paths.append(path)
   return paths

@@ -3,7 +3,7 @@
   python -m beam_jobs.build_vision_dataset --input_dir IMAGES --labels_dir JSON_DIR --output_dir DATASET
 
 Same stages as the other builders (beam_jobs.stages). The label of IMAGES/a/b.jpg is
-JSON_DIR/a/b.json: its labelAnnotations (description → normalised name, score). The
+JSON_DIR/a/b.jpg.json: its labelAnnotations (description → normalised name, score). The
 vocabulary is the --num_labels most frequent names of the train split; each record stores
 label ids and the teacher's scores. Malformed JSON and responses carrying an "error" are
 quarantined in rejected.jsonl with the reason.

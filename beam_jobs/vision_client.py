@@ -12,12 +12,14 @@ Reference: https://cloud.google.com/vision/docs/reference/rest/v1/images/annotat
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Callable, Optional, Sequence
 
@@ -25,6 +27,26 @@ DEFAULT_ENDPOINT = "https://vision.googleapis.com/v1/images:annotate"
 MAX_IMAGES_PER_REQUEST = 16  # The API's limit for images:annotate.
 MAX_REQUEST_BYTES = 10 * 2**20  # The API's JSON request size limit.
 RETRY_CODES = (429, 500, 502, 503, 504)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+  """A redirect would carry the key's header to another host: treat it as an error."""
+
+  def redirect_request(self, req, fp, code, msg, headers, newurl):  # pylint: disable=too-many-arguments
+    return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+MAX_RETRY_AFTER = 300.0  # Seconds; a longer Retry-After is capped.
+
+
+def check_endpoint(endpoint: str) -> None:
+  """The key must travel encrypted: https, except to this machine (test servers)."""
+  parsed = urllib.parse.urlparse(endpoint)
+  if parsed.scheme == "https" or (parsed.scheme == "http" and
+                                  parsed.hostname in ("127.0.0.1", "localhost", "::1")):
+    return
+  raise ValueError(f"endpoint {endpoint!r} must be https:// (http only to 127.0.0.1)")
 
 
 class VisionError(Exception):
@@ -67,6 +89,7 @@ class VisionClient:
                jitter: Callable[[], float] = random.random):
     if not api_key:
       raise ValueError("no API key")
+    check_endpoint(endpoint)
     self._api_key = api_key
     self.endpoint = endpoint
     self.max_results = max_results
@@ -119,7 +142,7 @@ class VisionClient:
           headers={"Content-Type": "application/json", "x-goog-api-key": self._api_key})
       retry_after = None
       try:
-        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+        with _OPENER.open(request, timeout=self.timeout) as reply:
           payload = json.loads(reply.read().decode("utf-8"))
         found = payload.get("responses", [])
         if len(found) != len(images):
@@ -130,14 +153,15 @@ class VisionClient:
         retry_after = e.headers.get("Retry-After") if e.headers else None
         if code not in RETRY_CODES:
           raise VisionError(code, message) from None
-      except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        code, message = 0, f"connection failed: {getattr(e, 'reason', e)}"
+      except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+        # Connection, TLS, timeout, or a reply cut short: worth another try.
+        code, message = 0, f"request failed: {type(e).__name__}: {getattr(e, 'reason', e)}"
       if attempt == self.max_retries:
         raise VisionError(code, f"{message} (gave up after {attempt + 1} attempts)")
       backoff = min(self.max_backoff, self.initial_backoff * 2**attempt)
       delay = backoff * self._jitter()  # Full jitter: workers do not retry in step.
       if retry_after is not None and retry_after.isdigit():
-        delay = max(delay, float(retry_after))
+        delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
       self.retries += 1
       logging.info("Vision API: HTTP %s, retry %d in %.2fs", code or "error",
                    attempt + 1, delay)

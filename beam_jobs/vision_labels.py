@@ -2,7 +2,7 @@
 
   VISION_API_KEY=... python -m beam_jobs.vision_labels --input_dir IMAGES --output_dir JSON_DIR
 
-IMAGES/a/b.jpg gets JSON_DIR/a/b.json: the image's AnnotateImageResponse, exactly as the
+IMAGES/a/b.jpg gets JSON_DIR/a/b.jpg.json: the image's AnnotateImageResponse, exactly as the
 API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed).
 Images that already have a JSON without an error are skipped, so a re-run is free and
 resumable. Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client.
@@ -27,11 +27,11 @@ DEFAULT_KEY_ENV = "VISION_API_KEY"
 
 
 def json_path(image_path: str, input_dir: str, output_dir: str) -> str:
-  """JSON_DIR/<path of the image below IMAGES, extension .json>."""
+  """JSON_DIR/<path of the image below IMAGES>.json (a.jpg → a.jpg.json: a.png has its own)."""
   root = input_dir.rstrip("/") + "/"
   relative = image_path[len(root):] if image_path.startswith(root) else os.path.basename(
       image_path)
-  return FileSystems.join(output_dir, os.path.splitext(relative)[0] + ".json")
+  return FileSystems.join(output_dir, relative + ".json")
 
 
 def write_json_atomically(path: str, value: dict) -> None:
@@ -185,6 +185,7 @@ def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineRes
   args, beam_args = build_parser().parse_known_args(argv)
   if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
     raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
+  vision_client.check_endpoint(args.endpoint)
   if not os.environ.get(args.api_key_env):
     raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
                      "(it is read from there only, never from a flag)")

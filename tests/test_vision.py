@@ -127,6 +127,42 @@ def test_requests_hold_at_most_16_images():
     assert server.request_sizes == [16, 16, 8] and server.errors == []
 
 
+def test_same_stem_images_get_their_own_json_and_http_endpoints_are_refused():
+  assert vision_labels.json_path("/in/a/x.jpg", "/in", "/out") == "/out/a/x.jpg.json"
+  assert vision_labels.json_path("/in/a/x.png", "/in", "/out") == "/out/a/x.png.json"
+  with pytest.raises(ValueError, match="must be https"):
+    vision_client.VisionClient(KEY, endpoint="http://vision.example.com/v1/images:annotate")
+  vision_client.check_endpoint("https://vision.googleapis.com/v1/images:annotate")
+
+
+def test_redirects_are_not_followed(monkeypatch):
+  import http.server
+  import threading
+  seen = []
+
+  class Redirect(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+      pass
+
+    def do_POST(self):  # pylint: disable=invalid-name
+      seen.append(self.headers.get("x-goog-api-key"))
+      self.send_response(302)
+      self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/other")
+      self.end_headers()
+
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    client = vision_client.VisionClient(
+        KEY, endpoint=f"http://127.0.0.1:{server.server_address[1]}/v1/images:annotate")
+    with pytest.raises(vision_client.VisionError) as e:
+      client.annotate([b"x"])
+    assert e.value.code == 302 and len(seen) == 1  # the key went nowhere else
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
 def test_rate_limiter_spaces_requests():
   now, slept = [0.0], []
   limiter = vision_client.RateLimiter(2.0, clock=lambda: now[0], sleep=slept.append)
@@ -139,10 +175,11 @@ def test_rate_limiter_spaces_requests():
 def vision_dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp("vision")
   paths = sample_data.write_vision(str(root), 48, seed=8)
-  (root / "vision" / "000001.json").write_text('{"labelAnnotations": [')
-  (root / "vision" / "000002.json").write_text('{"error": {"code": 3, "message": "Bad image data."}}')
-  (root / "vision" / "000003.json").write_text('{"labelAnnotations": [{"score": 0.5}]}')
-  os.unlink(root / "vision" / "000004.json")
+  (root / "vision" / "000001.jpg.json").write_text('{"labelAnnotations": [')
+  (root / "vision" / "000002.jpg.json").write_text(
+      '{"error": {"code": 3, "message": "Bad image data."}}')
+  (root / "vision" / "000003.jpg.json").write_text('{"labelAnnotations": [{"score": 0.5}]}')
+  os.unlink(root / "vision" / "000004.jpg.json")
   out = root / "dataset"
   build_vision_dataset.run([
       "--input_dir", str(root / "images"), "--labels_dir", str(root / "vision"),
@@ -165,8 +202,7 @@ def test_builder_stores_label_ids_and_teacher_scores(vision_dataset):
   bad = {paths[i] for i in (1, 2, 3, 4)}
   assert set(stored) == set(paths) - bad
   for path, labels in stored.items():
-    name = os.path.splitext(os.path.basename(path))[0]
-    response = json.load(open(root / "vision" / f"{name}.json"))
+    response = json.load(open(root / "vision" / f"{os.path.basename(path)}.json"))
     expected = {build_tagged_dataset.normalize_tag(a["description"]): a["score"]
                 for a in response["labelAnnotations"]}
     expected = {k: v for k, v in expected.items() if k in vocabulary}
