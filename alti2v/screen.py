@@ -20,9 +20,8 @@ import json
 import logging
 import os
 import shutil
-import sys
 import uuid
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from alti2v import imaging
 from alti2v import predict

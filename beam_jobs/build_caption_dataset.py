@@ -92,15 +92,8 @@ class EncodeCaptions(beam.DoFn):
 
 def to_example(record: stages.ImageRecord) -> dict:
   texts, ids = record.label
-  return {
-      features_lib.IMAGE: record.jpeg,
-      features_lib.CAPTIONS: list(texts),
-      features_lib.CAPTION_IDS: np.stack(ids).astype(np.int32),
-      features_lib.PATH: record.path,
-      features_lib.CONTENT_HASH: record.content_hash,
-      features_lib.HEIGHT: record.height,
-      features_lib.WIDTH: record.width,
-  }
+  return {**stages.example_fields(record), features_lib.CAPTIONS: list(texts),
+          features_lib.CAPTION_IDS: np.stack(ids).astype(np.int32)}
 
 
 def make_features(_: Sequence[str]):

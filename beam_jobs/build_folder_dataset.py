@@ -38,14 +38,7 @@ def class_reader(input_dir: str, positive: str, negative: str):
 
 
 def to_example(record: stages.ImageRecord) -> dict:
-  return {
-      features_lib.IMAGE: record.jpeg,
-      features_lib.LABEL: record.label,
-      features_lib.PATH: record.path,
-      features_lib.CONTENT_HASH: record.content_hash,
-      features_lib.HEIGHT: record.height,
-      features_lib.WIDTH: record.width,
-  }
+  return {**stages.example_fields(record), features_lib.LABEL: record.label}
 
 
 def build_parser() -> argparse.ArgumentParser:

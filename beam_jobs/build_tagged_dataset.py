@@ -62,14 +62,7 @@ def read_tags(candidate: stages.Candidate) -> tuple[str, ...]:
 
 def to_example(record: stages.ImageRecord) -> dict:
   """An ImageRecord (tags as ids) → the feature dict of features.tagged_features."""
-  return {
-      features_lib.IMAGE: record.jpeg,
-      features_lib.TAGS: list(record.label),
-      features_lib.PATH: record.path,
-      features_lib.CONTENT_HASH: record.content_hash,
-      features_lib.HEIGHT: record.height,
-      features_lib.WIDTH: record.width,
-  }
+  return {**stages.example_fields(record), features_lib.TAGS: list(record.label)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,20 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
       input_help="Folder tree of images (jpg/jpeg/png/gif/webp/bmp, any case) each "
       "beside a .txt tag file of the same name; local or gs://.",
       default_name=DEFAULT_DATASET_NAME)
-  parser.add_argument("--num_tags", type=int, default=5000,
-                      help="Vocabulary size: the most frequent tags of the train split.")
-  parser.add_argument("--min_tag_count", type=int, default=1,
-                      help="A tag needs at least this many train images to enter "
-                      "the vocabulary.")
+  stages.add_vocabulary_args(parser, "tag")
   return parser
 
 
 def validate_args(args: argparse.Namespace) -> None:
   """Raises ValueError naming the first flag whose value cannot work."""
-  if args.num_tags < 1:
-    raise ValueError(f"--num_tags must be >= 1, got {args.num_tags}")
-  if args.min_tag_count < 1:
-    raise ValueError(f"--min_tag_count must be >= 1, got {args.min_tag_count}")
+  stages.validate_vocabulary_args(args, "tag")
   stages.validate_common_args(args)
 
 
@@ -100,23 +86,12 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
   with_split, rejected = p | "Images" >> stages.ImagesBySplit(
       args, TAG_FILE_EXTENSION, read_tags)
   # (split, ImageRecord with tag names)
-  vocabulary = (
-      with_split
-      | "TrainTags" >> beam.FlatMap(lambda sr: sr[1].label if sr[0] == "train" else ())
-      | "BuildVocabulary" >> stages.BuildVocabulary(args.num_tags, args.min_tag_count))
-  vocabulary_side = beam.pvalue.AsSingleton(vocabulary)
-  labelled = with_split | "ApplyVocabulary" >> beam.ParDo(
-      stages.ApplyVocabulary(), vocabulary_side).with_outputs(
-          stages.REJECTED, main="examples")
+  examples, vocabulary, label_counts, unknown = with_split | "Vocabulary" >> (
+      stages.LabelVocabulary(args.num_tags, args.min_tag_count))
   # (split, ImageRecord with tag ids)
-  tag_counts = (
-      labelled.examples
-      | "SplitTagPairs" >> beam.FlatMap(lambda sr: [(sr[0], t) for t in sr[1].label])
-      | "CountTags" >> beam.combiners.Count.PerElement()
-      | "GatherTagCounts" >> beam.combiners.ToList())
-  _ = labelled.examples | "WriteDataset" >> stages.WriteDataset(
-      args, (*rejected, labelled[stages.REJECTED]), features_lib.tagged_features,
-      to_example, vocabulary_side, tag_counts, describe,
+  _ = examples | "WriteDataset" >> stages.WriteDataset(
+      args, (*rejected, unknown), features_lib.tagged_features,
+      to_example, vocabulary, label_counts, describe,
       "Images with their tags, built by alti2v's build_tagged_dataset.")
 
 

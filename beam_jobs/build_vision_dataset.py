@@ -71,15 +71,8 @@ def label_reader(input_dir: str, labels_dir: str):
 
 def to_example(record: stages.ImageRecord) -> dict:
   ids, scores = record.label
-  return {
-      features_lib.IMAGE: record.jpeg,
-      features_lib.LABELS: list(ids),
-      features_lib.LABEL_SCORES: [float(s) for s in scores],
-      features_lib.PATH: record.path,
-      features_lib.CONTENT_HASH: record.content_hash,
-      features_lib.HEIGHT: record.height,
-      features_lib.WIDTH: record.width,
-  }
+  return {**stages.example_fields(record), features_lib.LABELS: list(ids),
+          features_lib.LABEL_SCORES: [float(s) for s in scores]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,18 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
       input_help="Folder tree of images; local or gs://.", default_name=DEFAULT_DATASET_NAME)
   parser.add_argument("--labels_dir", required=True,
                       help="The JSON files of vision_labels (same tree, .json).")
-  parser.add_argument("--num_labels", type=int, default=5000,
-                      help="Vocabulary size: the most frequent labels of the train split.")
-  parser.add_argument("--min_label_count", type=int, default=1,
-                      help="Train images a label needs to enter the vocabulary.")
+  stages.add_vocabulary_args(parser, "label")
   return parser
 
 
 def validate_args(args: argparse.Namespace) -> None:
-  if args.num_labels < 1:
-    raise ValueError(f"--num_labels must be >= 1, got {args.num_labels}")
-  if args.min_label_count < 1:
-    raise ValueError(f"--min_label_count must be >= 1, got {args.min_label_count}")
+  stages.validate_vocabulary_args(args, "label")
   stages.validate_common_args(args)
 
 
@@ -107,24 +94,12 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
   with_split, rejected = p | "Images" >> stages.ImagesBySplit(
       args, None, label_reader(args.input_dir, args.labels_dir))
   # (split, ImageRecord with ((name, score), ...))
-  vocabulary = (
-      with_split
-      | "TrainLabels" >> beam.FlatMap(
-          lambda sr: [name for name, _ in sr[1].label] if sr[0] == "train" else ())
-      | "BuildVocabulary" >> stages.BuildVocabulary(args.num_labels, args.min_label_count))
-  vocabulary_side = beam.pvalue.AsSingleton(vocabulary)
-  labelled = with_split | "ApplyVocabulary" >> beam.ParDo(
-      stages.ApplyVocabulary(), vocabulary_side).with_outputs(
-          stages.REJECTED, main="examples")
-  # (split, ImageRecord with ((ids), (scores)))
-  label_counts = (
-      labelled.examples
-      | "SplitLabelPairs" >> beam.FlatMap(lambda sr: [(sr[0], i) for i in sr[1].label[0]])
-      | "CountLabels" >> beam.combiners.Count.PerElement()
-      | "GatherLabelCounts" >> beam.combiners.ToList())
-  _ = labelled.examples | "WriteDataset" >> stages.WriteDataset(
-      args, (*rejected, labelled[stages.REJECTED]), features_lib.scored_features,
-      to_example, vocabulary_side, label_counts, describe,
+  examples, vocabulary, label_counts, unknown = with_split | "Vocabulary" >> (
+      stages.LabelVocabulary(args.num_labels, args.min_label_count))
+  # (split, ImageRecord with label ids)
+  _ = examples | "WriteDataset" >> stages.WriteDataset(
+      args, (*rejected, unknown), features_lib.scored_features,
+      to_example, vocabulary, label_counts, describe,
       "Images with Cloud Vision label scores, built by alti2v's build_vision_dataset.")
 
 

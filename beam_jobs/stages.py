@@ -387,6 +387,65 @@ class ApplyVocabulary(beam.DoFn):
     yield split, dataclasses.replace(record, label=label)
 
 
+def _names(label) -> list[str]:
+  """The names in a raw label: tag names, or the names of (name, score) pairs."""
+  return [l[0] if isinstance(l, tuple) else l for l in label]
+
+
+def _ids(label) -> tuple[int, ...]:
+  """The ids in a vocabulary-applied label: tag ids, or the ids of (ids, scores)."""
+  return label[0] if label and isinstance(label[0], tuple) else label
+
+
+@beam.ptransform_fn
+def LabelVocabulary(with_split, max_size: int, min_count: int):  # pylint: disable=invalid-name
+  """(split, record with label names) → vocabulary from train, applied, and counted.
+
+  Returns:
+    (examples: (split, record with label ids), vocabulary side input,
+     label counts: one [((split, id), images)] element, rejections).
+  """
+  vocabulary = (
+      with_split
+      | "TrainNames" >> beam.FlatMap(lambda sr: _names(sr[1].label) if sr[0] == "train" else ())
+      | "BuildVocabulary" >> BuildVocabulary(max_size, min_count))
+  vocabulary_side = beam.pvalue.AsSingleton(vocabulary)
+  labelled = with_split | "ApplyVocabulary" >> beam.ParDo(
+      ApplyVocabulary(), vocabulary_side).with_outputs(REJECTED, main="examples")
+  # (split, record with label ids)
+  counts = (
+      labelled.examples
+      | "SplitIdPairs" >> beam.FlatMap(lambda sr: [(sr[0], i) for i in _ids(sr[1].label)])
+      | "CountLabels" >> beam.combiners.Count.PerElement()
+      | "GatherLabelCounts" >> beam.combiners.ToList())
+  return labelled.examples, vocabulary_side, counts, labelled[REJECTED]
+
+
+def add_vocabulary_args(parser: argparse.ArgumentParser, noun: str) -> None:
+  """--num_<noun>s and --min_<noun>_count."""
+  parser.add_argument(f"--num_{noun}s", type=int, default=5000,
+                      help=f"Vocabulary size: the most frequent {noun}s of the train split.")
+  parser.add_argument(f"--min_{noun}_count", type=int, default=1,
+                      help=f"Train images a {noun} needs to enter the vocabulary.")
+
+
+def validate_vocabulary_args(args: argparse.Namespace, noun: str) -> None:
+  for flag in (f"num_{noun}s", f"min_{noun}_count"):
+    if getattr(args, flag) < 1:
+      raise ValueError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+
+
+def example_fields(record: ImageRecord) -> dict:
+  """The feature values every dataset has: the image and where it came from."""
+  return {
+      features_lib.IMAGE: record.jpeg,
+      features_lib.PATH: record.path,
+      features_lib.CONTENT_HASH: record.content_hash,
+      features_lib.HEIGHT: record.height,
+      features_lib.WIDTH: record.width,
+  }
+
+
 def label_counts_tsv(counts: Sequence[tuple[tuple[str, int], int]],
                      vocabulary: Sequence[str]) -> str:
   """name, id and images per split for every label of the vocabulary, in id order."""

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 DEFAULT_ENDPOINT = "https://vision.googleapis.com/v1/images:annotate"
 MAX_IMAGES_PER_REQUEST = 16  # The API's limit for images:annotate.

@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
