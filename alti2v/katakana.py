@@ -9,6 +9,7 @@ read them (2人 → フタリ, 一匹 → イッピキ, 3本 → サンボン), 
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import Optional
@@ -108,7 +109,12 @@ class _Analyzer(threading.local):
   def __init__(self):
     super().__init__()
     import fugashi  # pylint: disable=import-outside-toplevel
-    self.tagger = fugashi.Tagger()
+    import unidic_lite  # pylint: disable=import-outside-toplevel
+    # Name unidic-lite's dictionary: a bare Tagger() picks the `unidic` package first when
+    # it is installed, and that one is only a downloader (it fails without its download).
+    dicdir = unidic_lite.DICDIR
+    self.tagger = fugashi.Tagger(
+        f'-d "{dicdir}" -r "{os.path.join(dicdir, "mecabrc")}"')
 
 
 _ANALYZER: Optional[_Analyzer] = None

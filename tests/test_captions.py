@@ -193,3 +193,9 @@ def test_caption_metrics_by_hand():
   caption, score = evaluate.best_constant_caption(
       ["アイウエオ", "カキクケコ"], [["アイウエオ"], ["アイウエオ"], ["カキクケコ"]])
   assert caption == "アイウエオ" and 0 < score < 1
+
+
+def test_the_analyzer_uses_unidic_lite_whatever_else_is_installed():
+  import unidic_lite
+  info = katakana._tagger().dictionary_info  # pylint: disable=protected-access
+  assert info and all(d["filename"].startswith(unidic_lite.DICDIR) for d in info)
