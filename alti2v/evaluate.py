@@ -23,23 +23,30 @@ MIN_SUPPORT = 5  # Validation positives below which a tag's calibrated threshold
 RARE_FLOOR = 0.5
 
 
+def threshold_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+  """(thresholds, precision, recall, F1) of `score >= t` at each distinct score, highest first.
+
+  Tied scores form one threshold (as sklearn's curves do). labels needs a positive.
+  """
+  labels = np.asarray(labels, bool)
+  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
+  s, l = np.asarray(scores)[order], labels[order]
+  last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # Last index of each tie run.
+  true_positives = np.cumsum(l)[last]
+  positives = labels.sum()
+  return (s[last], true_positives / (last + 1), true_positives / positives,
+          2 * true_positives / (last + 1 + positives))
+
+
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
   """AP of one tag: sum over score thresholds of (recall step) x precision.
 
   Tied scores form one threshold (as sklearn's average_precision_score), so a
   constant score gets AP = the positive rate. NaN when there is no positive.
   """
-  labels = np.asarray(labels, bool)
-  positives = labels.sum()
-  if positives == 0:
+  if not np.asarray(labels, bool).any():
     return float("nan")
-  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
-  scores, labels = np.asarray(scores)[order], labels[order]
-  # Last index of each run of equal scores = one threshold.
-  last = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-  true_positives = np.cumsum(labels)[last]
-  precision = true_positives / (last + 1)
-  recall = true_positives / positives
+  _, precision, recall, _ = threshold_curve(labels, scores)
   return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
@@ -53,18 +60,11 @@ def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> tuple[floa
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
   """(threshold, F1) maximising F1 of `score >= threshold` for one tag; (0.5, 0) without positives."""
-  labels = np.asarray(labels, bool)
-  positives = labels.sum()
-  if positives == 0:
+  if not np.asarray(labels, bool).any():
     return DEFAULT_THRESHOLD, 0.0
-  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
-  s, l = np.asarray(scores)[order], labels[order]
-  last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-  tp = np.cumsum(l)[last]
-  predicted = last + 1
-  f1 = 2 * tp / (predicted + positives)
+  thresholds, _, _, f1 = threshold_curve(labels, scores)
   best = int(np.argmax(f1))
-  return float(s[last[best]]), float(f1[best])
+  return float(thresholds[best]), float(f1[best])
 
 
 def calibrate_thresholds(labels: np.ndarray, scores: np.ndarray,
@@ -284,13 +284,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray,
                        ("target_recall", target_recall)):
     if target is not None and not 0.0 < target <= 1.0:
       raise ValueError(f"{name} must be in (0, 1], got {target}")
-  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
-  s, l = np.asarray(scores)[order], labels[order]
-  last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # One candidate per distinct score.
-  tp = np.cumsum(l)[last]
-  precision = tp / (last + 1)
-  recall = tp / labels.sum()
-  f1 = 2 * tp / (last + 1 + labels.sum())
+  thresholds, precision, recall, f1 = threshold_curve(labels, scores)
   if target_precision is not None:
     ok = np.nonzero(precision >= target_precision)[0]
     if not len(ok):
@@ -302,7 +296,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray,
     i, goal = ok[0], f"recall >= {target_recall}"
   else:
     i, goal = int(np.argmax(f1)), "max F1"
-  return {"threshold": float(s[last[i]]), "goal": goal, "precision": float(precision[i]),
+  return {"threshold": float(thresholds[i]), "goal": goal, "precision": float(precision[i]),
           "recall": float(recall[i]), "f1": float(f1[i])}
 
 

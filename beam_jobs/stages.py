@@ -719,8 +719,6 @@ def validate_common_args(args: argparse.Namespace) -> None:
       raise ValueError(f"--{name} must be in [0, 1), got {value}")
   if args.val_fraction + args.test_fraction >= 1.0:
     raise ValueError("--val_fraction + --test_fraction must be < 1 (no train split left)")
-  for flag in ("input_dir", "output_dir"):
-    check_no_glob(f"--{flag}", getattr(args, flag))
   if not re.fullmatch(r"[a-z][a-z0-9_]*", args.dataset_name):
     raise ValueError(f"--dataset_name must be snake_case, got {args.dataset_name!r}")
 
@@ -798,16 +796,22 @@ def WriteDataset(examples, args: argparse.Namespace,  # pylint: disable=invalid-
           label_counts=beam.pvalue.AsSingleton(label_counts)))
 
 
+def _prepare_dataset_dir(args: argparse.Namespace) -> None:
+  prepare_output_dir(args.output_dir, args.overwrite, args.dataset_name)
+
+
 def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
             validate: Callable[[argparse.Namespace], None],
-            build_pipeline: Callable[[beam.Pipeline, argparse.Namespace], None]
+            build_pipeline: Callable[[beam.Pipeline, argparse.Namespace], None],
+            prepare: Callable[[argparse.Namespace], None] = _prepare_dataset_dir
             ) -> beam.runners.runner.PipelineResult:
-  """Parses argv, prepares the output directory, runs the pipeline to the end."""
+  """Parses argv, checks the paths, prepares the output directory, runs the pipeline to the end."""
   args, beam_args = parser.parse_known_args(argv)
   validate(args)
-  for path in (args.input_dir, args.output_dir):
-    check_filesystem(path)
-  prepare_output_dir(args.output_dir, args.overwrite, args.dataset_name)
+  for flag in ("input_dir", "output_dir"):
+    check_filesystem(getattr(args, flag))
+    check_no_glob(f"--{flag}", getattr(args, flag))
+  prepare(args)
   p = beam.Pipeline(options=pipeline_options(beam_args))
   build_pipeline(p, args)
   result = p.run()

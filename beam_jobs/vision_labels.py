@@ -180,25 +180,25 @@ def _write_rejected(rejections, output_dir):
     f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections).encode())
 
 
-def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
-  """Labels the images of --input_dir; returns the finished Beam result (metrics)."""
-  args, beam_args = build_parser().parse_known_args(argv)
+def validate_args(args: argparse.Namespace) -> None:
   if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
     raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
   vision_client.check_endpoint(args.endpoint)
   if not os.environ.get(args.api_key_env):
     raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
                      "(it is read from there only, never from a flag)")
-  for flag, path in (("--input_dir", args.input_dir), ("--output_dir", args.output_dir)):
-    stages.check_filesystem(path)
-    stages.check_no_glob(flag, path)
+
+
+def _make_output_dir(args: argparse.Namespace) -> None:
+  # A non-empty output is normal here: existing JSON files are what makes re-runs free.
   if not FileSystems.exists(args.output_dir):
     FileSystems.mkdirs(args.output_dir)
-  p = beam.Pipeline(options=stages.pipeline_options(beam_args))
-  build_pipeline(p, args)
-  result = p.run()
-  result.wait_until_finish()
-  return result
+
+
+def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
+  """Labels the images of --input_dir; returns the finished Beam result (metrics)."""
+  return stages.run_job(argv, build_parser(), validate_args, build_pipeline,
+                        prepare=_make_output_dir)
 
 
 if __name__ == "__main__":

@@ -30,20 +30,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 IMAGE_SIZE = 224
 
 
-def rss_mb() -> float:
+def _status_mb(key: str) -> float:
   with open("/proc/self/status", encoding="ascii") as f:
     for line in f:
-      if line.startswith("VmRSS:"):
+      if line.startswith(key):
         return int(line.split()[1]) / 1024
   return float("nan")
+
+
+def rss_mb() -> float:
+  return _status_mb("VmRSS:")
 
 
 def peak_rss_mb() -> float:
-  with open("/proc/self/status", encoding="ascii") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) / 1024
-  return float("nan")
+  return _status_mb("VmHWM:")
 
 
 def stored_jpegs(data_dir: str, limit: int) -> list[bytes]:
