@@ -34,10 +34,14 @@ class TrainConfig:
     mixed_precision: "auto" = mixed_float16 on GPUs, mixed_bfloat16 on a CPU with
       bf16 instructions, float32 otherwise; or one of those names.
     cpu_replicas: split the CPU into N logical devices and mirror over them
-      (testing MirroredStrategy without GPUs); 0 = off.
+      (testing MirroredStrategy without GPUs; 1 = the one-GPU path); 0 = off.
     loss: "" = the task's loss; distill also takes "bce" or "kl".
     shuffle_buffer: examples in the shuffle buffer (stored JPEGs, ~25 kB each).
-    seed: seed for initialisation, file order and shuffling.
+    seed: seed for initialisation, dropout, file order, shuffling and augmentations.
+    deterministic: bit-for-bit repeatable training on the same machine and software
+      (op determinism, tf.data in a fixed order, everything seeded by seed). Its cost
+      was within noise on a 2-core CPU (README); deterministic GPU kernels can be
+      slower. Part of the run: a resume keeps it.
     overwrite: start over in a model_dir that holds a run.
   """
   task: str = "tagger"
@@ -60,6 +64,7 @@ class TrainConfig:
   loss: str = ""
   shuffle_buffer: int = 2048
   seed: int = 0
+  deterministic: bool = False
   overwrite: bool = False
 
   def __post_init__(self):

@@ -45,17 +45,26 @@ def to_model_input(jpeg: tf.Tensor, image_size: int) -> tf.Tensor:
   return image
 
 
-def augment(image: tf.Tensor, augmentations: Sequence[str]) -> tf.Tensor:
-  """Per-image random augmentations. "crop" is opt-in: a crop can cut away what a label says."""
+def augment(image: tf.Tensor, augmentations: Sequence[str], seed: tf.Tensor) -> tf.Tensor:
+  """Per-image random augmentations. "crop" is opt-in: a crop can cut away what a label says.
+
+  Args:
+    image: uint8 [S, S, 3].
+    augmentations: a subset of AUGMENTATIONS.
+    seed: int64 [2], this image's own: the same seed gives the same augmentation.
+      Stateless ops keep Dataset.map parallel under op determinism, where a
+      stateful random op would make it run serially.
+  """
   check_augmentations(augmentations)
+  crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
   if "crop" in augmentations:
     size = image.shape[0]
     crop = int(size * 0.875)
-    image = tf.image.random_crop(image, [crop, crop, 3])
+    image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed=crop_seed)
     image = tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8)
   if "flip" in augmentations:
     # Per image: a batch-level flip computes a flipped copy of every image (slower).
-    image = tf.image.random_flip_left_right(image)
+    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
   return image
 
 
@@ -103,7 +112,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
              seed: Optional[int] = None,
              with_path: bool = False,
-             drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+             drop_remainder: Optional[bool] = None,
+             deterministic: bool = False) -> tf.data.Dataset:
   """Batches of (uint8 images [B, S, S, 3], labels) from a finished dataset directory.
 
   Plugs into `strategy.distribute_datasets_from_function(lambda ctx: input_fn(...,
@@ -115,7 +125,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     split: "train", "validation", "test", or any tfds split expression.
     batch_size: the global batch size (per replica = batch_size / replicas).
     training: shuffle, repeat forever, augment, drop the last partial batch and
-      allow non-deterministic order; otherwise one deterministic pass.
+      allow non-deterministic order (unless deterministic); otherwise one
+      deterministic pass.
     image_size: side of the square model input.
     input_context: from distribute_datasets_from_function; None = one pipeline.
     augmentations: applied in training; a subset of AUGMENTATIONS.
@@ -123,15 +134,22 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     label_features: the record features label_fn reads; only these (and the
       image) are parsed.
     shuffle_buffer: examples in the shuffle buffer (training).
-    seed: makes file order and shuffles repeatable.
+    seed: makes file order, shuffles and augmentations repeatable.
     with_path: also yield the source paths: (images, labels, paths).
     drop_remainder: drop the last partial batch; default = training. Evaluation
       over several replicas needs it (an empty replica batch breaks BatchNorm).
+    deterministic: training batches in the same order, with the same
+      augmentations, every run with the same seed (slower: nothing is taken
+      out of order when ready first).
 
   Raises:
     DatasetError: data_dir is not a finished dataset, or a shard is missing or resized.
+    ValueError: deterministic training without a seed.
   """
   check_augmentations(augmentations)
+  if deterministic and training and seed is None:
+    raise ValueError("a deterministic training pipeline needs a seed")
+  in_order = deterministic or not training
   builder = dataset_lib.load_builder(data_dir)
   if split in builder.info.splits:
     check_shards(data_dir, builder, split)
@@ -156,24 +174,31 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
           wanted, decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()}))
 
   options = tf.data.Options()
-  # Order only matters for evaluation; in training, take whatever is ready first.
-  options.deterministic = not training
+  # Order matters for evaluation and repeatable runs; otherwise, in training, take
+  # whatever is ready first.
+  options.deterministic = in_order
   ds = ds.with_options(options)
   if training:
     # Shuffle records before decoding: the buffer holds small JPEGs, not pixels.
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat()
+    # A seed of its own for each image's augmentations, from a seeded stream, folded
+    # with the pipeline's id so that replicas do not draw the same ones.
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    seeds = tf.data.Dataset.random(seed=seed).batch(2).map(
+        lambda s: tf.random.fold_in(s, pipeline_id))
+    ds = tf.data.Dataset.zip((ds, seeds))
 
-  def parse(example):
+  def parse(example, augment_seed=None):
     image = to_model_input(example[features_lib.IMAGE], image_size)
     if training:
-      image = augment(image, augmentations)
+      image = augment(image, augmentations, augment_seed)
     outputs = (image, label_fn(example))
     if with_path:
       outputs += (example[features_lib.PATH],)
     return outputs
 
-  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+  ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)
   # drop_remainder in training keeps every step's shape static and replicas equal.
   ds = ds.batch(per_replica,
                 drop_remainder=training if drop_remainder is None else drop_remainder,

@@ -8,6 +8,7 @@ from absl import app, flags, logging
 
 from alti2v import config as config_lib
 from alti2v import training
+from alti2v.models import backbones
 
 _DEFAULTS = config_lib.TrainConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
@@ -36,10 +37,14 @@ flags.DEFINE_list("augmentations", ["flip"], "Training augmentations: flip, crop
 flags.DEFINE_enum("mixed_precision", "auto", list(config_lib.PRECISIONS),
                   "auto = mixed_float16 on GPUs, mixed_bfloat16 on a bf16 CPU, else float32.")
 flags.DEFINE_integer("cpu_replicas", 0,
-                     "Split the CPU into N logical devices and mirror over them (testing).")
+                     "Split the CPU into N logical devices and mirror over them (testing; "
+                     "1 = the one-GPU path); 0 = off.")
 flags.DEFINE_string("loss", "", "Empty = the task's loss; distill: bce (default) or kl.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Shuffle buffer, in examples.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("deterministic", False,
+                  "Bit-for-bit repeatable training on the same machine (op determinism, "
+                  "fixed tf.data order, everything seeded by --seed); may be slower.")
 flags.DEFINE_bool("overwrite", False, "Start over in a model_dir that holds a run.")
 flags.mark_flags_as_required(["data_dir", "model_dir"])
 
@@ -51,7 +56,12 @@ def config_from_flags() -> config_lib.TrainConfig:
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  info = training.train(config_from_flags())
+  try:
+    info = training.train(config_from_flags())
+  except (ValueError, backbones.WeightsDownloadError) as e:
+    # A run that cannot start (bad settings, no validation split, no weights) says
+    # what to do in one line; a traceback would bury it.
+    raise SystemExit(f"error: {e}") from None
   print(f"model in {FLAGS.model_dir}: best epoch {info['best_epoch']}, "
         f"val_loss {info['best_val_loss']:.4f}")
 

@@ -45,7 +45,7 @@ def setup_devices(cpu_replicas: int) -> tf.distribute.Strategy:
   if gpus:
     logging.info("MirroredStrategy over %d GPU(s)", len(gpus))
     return tf.distribute.MirroredStrategy()
-  if cpu_replicas > 1:
+  if cpu_replicas >= 1:  # 1: the one-GPU path (MirroredStrategy, one replica) on a CPU.
     cpu = tf.config.list_physical_devices("CPU")[0]
     if len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
       try:
@@ -129,8 +129,11 @@ def _prepare_model_dir(config: TrainConfig) -> Optional[dict]:
   stored = read_json(os.path.join(config.model_dir, CONFIG_FILE))
   current = dataclasses.asdict(config)
   if stored is not None:
+    as_json = lambda value: json.loads(json.dumps(value))  # Tuples → lists, as stored.
+    # A field the stored run lacks is newer than the run, which had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
-                     and json.loads(json.dumps(current[k])) != stored.get(k))
+                     and as_json(current[k]) != stored.get(k, as_json(defaults[k])))
     if changed:
       raise ValueError(
           f"{config.model_dir} holds a run with other settings ({', '.join(changed)}); "
@@ -147,6 +150,30 @@ def _prepare_model_dir(config: TrainConfig) -> Optional[dict]:
   return None
 
 
+def check_validation_split(data_dir: str, builder: Any) -> None:
+  """Refuses, before any epoch, a dataset whose validation split is missing or empty.
+
+  The exported model is the best epoch by validation loss: without validation
+  examples there is no best epoch, and a run would fail only after its last one.
+
+  Raises:
+    ValueError: saying how to rebuild the dataset.
+  """
+  split = builder.info.splits["validation"] if "validation" in builder.info.splits else None
+  if split is not None and split.num_examples > 0:
+    return
+  try:
+    with tf.io.gfile.GFile(os.path.join(data_dir, features_lib.METADATA_FILE)) as f:
+      built_with = json.load(f).get("build_args", {}).get("val_fraction")
+  except (tf.errors.NotFoundError, ValueError):
+    built_with = None
+  raise ValueError(
+      f"{data_dir} has no validation examples"
+      + (f" (built with --val_fraction {built_with})" if built_with is not None else "")
+      + ": training keeps the epoch with the best validation loss, so it needs some. "
+      "Rebuild the dataset with --val_fraction > 0 (e.g. 0.1) and --overwrite")
+
+
 def train(config: TrainConfig,
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
   """Trains (or resumes, or skips a finished run) and exports the best model.
@@ -160,23 +187,31 @@ def train(config: TrainConfig,
     replicas, paths of the exported model.
   """
   strategy = setup_devices(config.cpu_replicas)
+  # Checked before model_dir is touched: a run that cannot end well never starts.
+  builder = dataset_lib.load_builder(config.data_dir)
+  check_validation_split(config.data_dir, builder)
   finished = _prepare_model_dir(config)
   if finished is not None:
     logging.info("%s already holds a finished run of %d epochs: nothing to do "
                  "(--overwrite starts over)", config.model_dir, finished["epochs"])
     return finished
   task = tasks.get_task(config.task)
-  builder = dataset_lib.load_builder(config.data_dir)
   vocabulary = tasks.output_names(builder, task)
   num_outputs = task.num_outputs(len(vocabulary))
   num_train = builder.info.splits["train"].num_examples
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
   policy = resolve_precision(config.mixed_precision)
   keras.mixed_precision.set_global_policy(policy)
+  # Python, NumPy, TensorFlow and Keras' seed generators: weights, dropout.
   keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    # Process-wide and for good: deterministic kernels, and tf.data forced to its
+    # deterministic order (input_fn also asks for it, seeded).
+    tf.config.experimental.enable_op_determinism()
   logging.info("task %s: %d outputs, %d train examples, %d steps/epoch, policy %s, "
-               "%d replica(s)", task.name, num_outputs, num_train, steps_per_epoch,
-               policy, strategy.num_replicas_in_sync)
+               "%d replica(s)%s", task.name, num_outputs, num_train, steps_per_epoch,
+               policy, strategy.num_replicas_in_sync,
+               ", deterministic" if config.deterministic else "")
 
   replicas = strategy.num_replicas_in_sync
 
@@ -188,12 +223,16 @@ def train(config: TrainConfig,
           augmentations=config.augmentations, label_fn=task.label_fn(num_outputs),
           label_features=task.label_features,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+          deterministic=config.deterministic,
           drop_remainder=training or replicas > 1)
       if task.pack is not None:
         ds = ds.map(task.pack, num_parallel_calls=tf.data.AUTOTUNE)
-      # Several replicas validate on whole batches only (never an empty replica),
-      # repeated so that a split smaller than a batch still gives one step.
-      return ds.repeat() if not training and replicas > 1 else ds
+      # Validation is repeated and read for exactly validation_steps per epoch:
+      # Keras keeps one iterator of a distributed dataset across epochs (its size
+      # is unknown), so an unrepeated split ran out in epoch 2 under
+      # MirroredStrategy, one GPU included; and several replicas, validating on
+      # whole batches only, still get one step from a split smaller than a batch.
+      return ds if training else ds.repeat()
     return strategy.distribute_datasets_from_function(make)
 
   with strategy.scope():
@@ -210,18 +249,15 @@ def train(config: TrainConfig,
                                   profile_batch=0),
       *extra_callbacks,
   ]
-  has_validation = "validation" in builder.info.splits
-  validation_steps = None
-  if has_validation:
-    num_validation = builder.info.splits["validation"].num_examples
-    # An exact step count: the validation iterator never "runs out of data".
-    validation_steps = config.validation_steps or (
-        -(-num_validation // config.batch_size) if replicas == 1
-        else max(1, num_validation // config.batch_size))
+  num_validation = builder.info.splits["validation"].num_examples
+  # An exact step count: the validation iterator never "runs out of data".
+  validation_steps = config.validation_steps or (
+      -(-num_validation // config.batch_size) if replicas == 1
+      else max(1, num_validation // config.batch_size))
   try:
     model.fit(dataset("train", True), epochs=config.epochs,
               steps_per_epoch=steps_per_epoch,
-              validation_data=dataset("validation", False) if has_validation else None,
+              validation_data=dataset("validation", False),
               validation_steps=validation_steps,
               callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
               shuffle=False)  # input_fn shuffles; Keras cannot shuffle a dataset.
@@ -236,8 +272,10 @@ def export(config: TrainConfig, task: tasks.Task, vocabulary: Sequence[str],
            num_outputs: int, policy: str, replicas: int) -> dict:
   """The best epoch's model as model.keras and a SavedModel, with the vocabulary beside them."""
   best = read_json(os.path.join(config.model_dir, BEST_FILE))
-  if best is None:  # No validation split: the last epoch is the model.
-    raise ValueError("no best model: the dataset has no validation split to pick it by")
+  if best is None:  # The validation split is checked up front: every val_loss was NaN.
+    raise ValueError(f"no best model: no epoch had a finite validation loss (see "
+                     f"{os.path.join(config.model_dir, HISTORY_FILE)}); try a lower "
+                     "--learning_rate")
   model = keras.models.load_model(os.path.join(config.model_dir, BEST_MODEL))
   tmp = os.path.join(config.model_dir, "model.tmp.keras")
   model.save(tmp)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
@@ -679,13 +680,76 @@ def count_rejection(record: dict[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # What every builder's command line shares.
 
+class BoolFlag(argparse.Action):
+  """A boolean as absl spells it, like every alti2v command: --name sets it, --noname clears it.
+
+  parser.add_argument("--overwrite", action=BoolFlag, default=False, help=...);
+  the last of the two on the command line wins.
+  """
+
+  def __init__(self, option_strings, dest, default=False, help=None):  # pylint: disable=redefined-builtin
+    (name,) = option_strings
+    super().__init__([name, "--no" + name[2:]], dest, nargs=0, default=default, help=help)
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    setattr(namespace, self.dest, option_string == self.option_strings[0])
+
+  def format_usage(self) -> str:
+    return " | ".join(self.option_strings)
+
+
+def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  """An empty parser for a Beam job's own flags (parse it with parse_args)."""
+  return argparse.ArgumentParser(
+      prog=prog, description=description + " Other flags must be Beam's pipeline options "
+      "(e.g. --runner=DataflowRunner --project ... --region ...); any other is an error.",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      allow_abbrev=False)  # A prefix of one of our flags could also be one of Beam's.
+
+
+def _beam_option_parser() -> argparse.ArgumentParser:
+  """The parser Beam itself builds from every PipelineOptions class (public API only)."""
+  parsers = []
+  PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+  return parsers[0]
+
+
+def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+  return [name for action in parser._actions  # pylint: disable=protected-access
+          for name in action.option_strings]
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
+               ) -> tuple[argparse.Namespace, list[str]]:
+  """The job's flags, and the rest for PipelineOptions; a flag neither knows is an error.
+
+  PipelineOptions only logs "Discarding unparseable args" and runs on: a misspelt
+  flag (--imagesize, --noretry_errror) would be dropped and its default used.
+
+  Returns:
+    (the job's arguments, Beam's arguments).
+
+  Raises:
+    SystemExit (2): after one line on stderr naming the first unknown flag.
+  """
+  args, rest = parser.parse_known_args(argv)
+  beam_parser = _beam_option_parser()
+  _, unknown = beam_parser.parse_known_args(rest)
+  if unknown:
+    flag = next((a for a in unknown if a.startswith("-")), unknown[0]).split("=", 1)[0]
+    close = difflib.get_close_matches(
+        flag, _option_names(parser) + _option_names(beam_parser), n=1)
+    # parser.error's format without its usage block: the one line that matters.
+    parser.exit(2, f"{parser.prog}: error: unrecognized argument {flag}: neither this "
+                "job's flag nor a Beam pipeline option"
+                + (f" (did you mean {close[0]}?)" if close else " (--help lists ours)") + "\n")
+  return args, rest
+
+
 def base_parser(prog: str, description: str, input_help: str,
                 default_name: str) -> argparse.ArgumentParser:
   """The flags of every builder; a builder adds its own."""
-  parser = argparse.ArgumentParser(
-      prog=prog, description=description + " Other flags go to Beam "
-      "(e.g. --runner=DataflowRunner --project ... --region ...).",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser = job_parser(prog, description)
   parser.add_argument("--input_dir", required=True, help=input_help)
   parser.add_argument("--output_dir", required=True,
                       help="Dataset directory to create; local or gs://.")
@@ -702,7 +766,7 @@ def base_parser(prog: str, description: str, input_help: str,
   parser.add_argument("--num_shards", type=int, default=0,
                       help="Shards per split (capped at its example count); 0 = "
                       "automatic, shards of about 150 MB.")
-  parser.add_argument("--overwrite", action="store_true",
+  parser.add_argument("--overwrite", action=BoolFlag, default=False,
                       help="Replace the dataset in a non-empty output directory.")
   return parser
 
@@ -805,8 +869,12 @@ def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
             build_pipeline: Callable[[beam.Pipeline, argparse.Namespace], None],
             prepare: Callable[[argparse.Namespace], None] = _prepare_dataset_dir
             ) -> beam.runners.runner.PipelineResult:
-  """Parses argv, checks the paths, prepares the output directory, runs the pipeline to the end."""
-  args, beam_args = parser.parse_known_args(argv)
+  """Parses argv, checks the paths, prepares the output directory, runs the pipeline to the end.
+
+  Raises:
+    SystemExit: a flag that is neither the job's nor Beam's (see parse_args).
+  """
+  args, beam_args = parse_args(parser, argv)
   validate(args)
   for flag in ("input_dir", "output_dir"):
     check_filesystem(getattr(args, flag))
@@ -822,6 +890,6 @@ def run_job(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser,
 def main(run: Callable, parser: argparse.ArgumentParser) -> None:
   """A builder's __main__: run it, then print the summary of what it built."""
   logging.getLogger().setLevel(logging.INFO)
-  args, _ = parser.parse_known_args()
+  args, _ = parse_args(parser, None)
   run(None)
   print(json.dumps(summarize(args.output_dir), indent=2))

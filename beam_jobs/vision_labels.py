@@ -4,8 +4,8 @@
 
 IMAGES/a/b.jpg gets JSON_DIR/a/b.jpg.json: the image's AnnotateImageResponse, exactly as the
 API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed).
-Images that already have a JSON without an error are skipped, so a re-run is free and
-resumable. Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client.
+Images that already have a JSON without an error are skipped (with --noretry_errors, those
+with an error too), so a re-run is free and resumable. Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client.
 """
 from __future__ import annotations
 
@@ -121,9 +121,7 @@ class Annotate(beam.DoFn):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="python -m beam_jobs.vision_labels", description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser = stages.job_parser("python -m beam_jobs.vision_labels", __doc__.split("\n\n")[0])
   parser.add_argument("--input_dir", required=True, help="Images (any depth); local or gs://.")
   parser.add_argument("--output_dir", required=True, help="Where the JSON files go.")
   parser.add_argument("--endpoint", default=vision_client.DEFAULT_ENDPOINT,
@@ -147,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "with full jitter, from --initial_backoff, capped at 32 s).")
   parser.add_argument("--initial_backoff", type=float, default=1.0,
                       help="Seconds before the first retry; doubles each retry.")
-  parser.add_argument("--retry_errors", action=argparse.BooleanOptionalAction, default=True,
-                      help="Label again the images whose JSON holds an error.")
+  parser.add_argument("--retry_errors", action=stages.BoolFlag, default=True,
+                      help="Label again the images whose JSON holds an error "
+                      "(--noretry_errors: skip them too, nothing is asked or billed twice).")
   return parser
 
 

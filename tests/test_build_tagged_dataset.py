@@ -266,3 +266,21 @@ def test_glob_characters_are_refused_and_overwrite_keeps_other_files(tmp_path):
   build(scrape, out, "--num_shards", "1", "--overwrite")
   assert sum(dataset_lib.verify_dataset(str(out)).values()) == 8
   assert (out / "_tmp_backup" / "mine.txt").read_text() == "keep"
+
+
+def test_a_misspelt_flag_stops_the_job_before_it_writes(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    job.run(["--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+             "--imagesize", "64"])
+  assert e.value.code == 2
+  last = capsys.readouterr().err.strip().splitlines()[-1]
+  assert "unrecognized argument --imagesize" in last and "--image_size?" in last
+  assert not (tmp_path / "out").exists()
+
+
+def test_nooverwrite_is_accepted_and_the_last_boolean_wins(built):
+  scrape, out, _, _ = built
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    build(scrape, out, "--nooverwrite")
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    build(scrape, out, "--overwrite", "--nooverwrite")

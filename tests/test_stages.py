@@ -109,3 +109,36 @@ def test_pipeline_options_default_to_in_memory_on_all_cores():
   assert options["direct_num_workers"] == 0
   options = stages.pipeline_options(["--runner=DirectRunner"]).get_all_options()
   assert options["runner"] == "DirectRunner"
+
+
+def test_beam_options_pass_and_any_other_flag_is_refused(capsys):
+  parser = job.build_parser()
+  ours = ["--input_dir", "in", "--output_dir", "out"]
+  beam_flags = ["--runner=FnApiRunner", "--direct_num_workers=2", "--project", "X",
+                "--temp_location", "gs://bucket/tmp", "--region=europe-west1",
+                "--save_main_session", "--experiments", "a"]
+  args, rest = stages.parse_args(parser, ours + ["--image_size", "64", *beam_flags])
+  assert args.image_size == 64 and rest == beam_flags
+  for argv, flag in [(["--imagesize", "64"], "--imagesize"),
+                     (["--imagesize=64"], "--imagesize"),
+                     (["--image", "64"], "--image"),  # No abbreviations.
+                     (["--runer=DataflowRunner"], "--runer"),
+                     (["stray"], "stray")]:
+    with pytest.raises(SystemExit) as e:
+      stages.parse_args(parser, ours + argv)
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"unrecognized argument {flag}:" in last, last
+  with pytest.raises(SystemExit):
+    stages.parse_args(parser, ours + ["--imagesize", "64"])
+  assert "did you mean --image_size?" in capsys.readouterr().err
+
+
+def test_booleans_take_the_absl_spelling():
+  parser = job.build_parser()
+  ours = ["--input_dir", "in", "--output_dir", "out"]
+  assert stages.parse_args(parser, ours)[0].overwrite is False
+  assert stages.parse_args(parser, ours + ["--overwrite"])[0].overwrite is True
+  assert stages.parse_args(parser, ours + ["--nooverwrite"])[0].overwrite is False
+  assert stages.parse_args(parser, ours + ["--overwrite", "--nooverwrite"])[0].overwrite is False
+  assert "--overwrite, --nooverwrite" in parser.format_help()

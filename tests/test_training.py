@@ -189,3 +189,113 @@ def test_training_on_drops_the_old_export_and_thresholds(tiny_dataset, tmp_path)
   info = training.train(tiny_config(data, tmp_path, epochs=2), extra_callbacks=[Look()])
   assert "thresholds.json" not in seen[0] and training.MODEL_INFO_FILE not in seen[0]
   assert info["epochs"] == 2 and [r["epoch"] for r in history(tmp_path)] == ["0", "1"]
+
+
+def test_a_dataset_without_validation_examples_is_refused_before_any_epoch(tmp_path):
+  from alti2v import sample_data
+  from beam_jobs import build_tagged_dataset
+  images, data = tmp_path / "images", tmp_path / "dataset"
+  sample_data.write_corpus(str(images), 12, seed=3)
+  build_tagged_dataset.run([
+      "--input_dir", str(images), "--output_dir", str(data), "--image_size", "32",
+      "--num_shards", "1", "--val_fraction", "0", "--test_fraction", "0.25",
+      "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+  run = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"no validation examples \(built with "
+                     r"--val_fraction 0.0\).*--val_fraction > 0"):
+    training.train(tiny_config(str(data), run, epochs=3))
+  assert not run.exists()  # No epoch, no history.csv, not even config.json.
+
+
+def test_offline_imagenet_weights_end_in_one_line_that_says_what_to_do(tiny_dataset, tmp_path):
+  import subprocess
+  import sys
+  _, data = tiny_dataset
+  env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"),  # No cached copy.
+             # Offline on any machine: the download goes to a closed port.
+             https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+             no_proxy="", NO_PROXY="")
+  result = subprocess.run(
+      [sys.executable, "-m", "alti2v.train", "--data_dir", data,
+       "--model_dir", str(tmp_path / "run"), "--backbone=vgg16", "--weights=imagenet",
+       "--image_size=32", "--hidden_units=8", "--epochs=1", "--steps_per_epoch=1"],
+      capture_output=True, text=True, env=env, check=False)
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: the ImageNet weights of VGG16 could not be downloaded")
+  assert f"--weights=/path/{models.backbones.VGG16_NOTOP_FILE}" in last
+  assert "--weights=none" in last and models.backbones.VGG16_NOTOP_URL in last
+
+
+@pytest.fixture
+def op_determinism_off_afterwards():
+  yield
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-direct-tensorflow-import
+  tf_config.disable_op_determinism()  # It is process-wide: later tests run as alone.
+
+
+@pytest.mark.parametrize("cpu_replicas", [0, 2])
+def test_deterministic_runs_are_bit_for_bit_repeatable(tiny_dataset, tmp_path, cpu_replicas,
+                                                       op_determinism_off_afterwards):
+  _, data = tiny_dataset
+
+  def run(name, seed):
+    model_dir = tmp_path / name
+    training.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3, seed=seed,
+                               cpu_replicas=cpu_replicas, deterministic=True,
+                               augmentations=("flip", "crop")))
+    weights = keras.models.load_model(model_dir / training.MODEL_FILE).get_weights()
+    return weights, [(r["loss"], r["val_loss"]) for r in history(model_dir)]
+
+  weights, losses = run("first", seed=1)
+  again_weights, again_losses = run("again", seed=1)
+  assert len(weights) == len(again_weights)
+  assert all(np.array_equal(a, b) for a, b in zip(weights, again_weights))
+  assert losses == again_losses  # Every digit CSVLogger wrote.
+  if cpu_replicas:
+    return  # The seed's effect needs checking once.
+  other_weights, other_losses = run("other_seed", seed=2)  # Or the test could not fail.
+  assert not all(np.array_equal(a, b) for a, b in zip(weights, other_weights))
+  assert losses != other_losses
+
+
+def test_one_replica_mirrored_training_validates_every_epoch(tiny_dataset, tmp_path):
+  # The one-GPU path: a distributed validation set that was not repeated ran out in epoch 2.
+  _, data = tiny_dataset
+  info = training.train(tiny_config(data, tmp_path, cpu_replicas=1, epochs=2))
+  assert info["replicas"] == 1
+  rows = history(tmp_path)
+  assert [r["epoch"] for r in rows] == ["0", "1"]
+  assert all(np.isfinite(float(r["val_loss"])) for r in rows)
+
+
+def test_deterministic_input_pipeline_repeats_order_and_augmentations(tiny_dataset):
+  _, data = tiny_dataset
+
+  def first_batches(seed):
+    ds = input_pipeline.input_fn(data, "train", 8, training=True, image_size=32, seed=seed,
+                                 augmentations=("flip", "crop"), deterministic=True,
+                                 with_path=True)
+    return [(images.numpy(), paths.numpy()) for images, _, paths in ds.take(10)]
+
+  first, again, other = first_batches(5), first_batches(5), first_batches(6)
+  for (images, paths), (images_again, paths_again) in zip(first, again):
+    np.testing.assert_array_equal(paths, paths_again)
+    np.testing.assert_array_equal(images, images_again)
+  assert any(not np.array_equal(a[1], b[1]) for a, b in zip(first, other))
+  with pytest.raises(ValueError, match="needs a seed"):
+    input_pipeline.input_fn(data, "train", 8, training=True, deterministic=True)
+
+
+def test_a_run_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
+  import dataclasses
+  config = tiny_config("data", tmp_path)
+  stored = dataclasses.asdict(config)
+  del stored["deterministic"]  # config.json of a run made before the field was added.
+  (tmp_path / training.CONFIG_FILE).write_text(json.dumps(stored))
+  assert training._prepare_model_dir(config) is None  # pylint: disable=protected-access
+  (tmp_path / training.CONFIG_FILE).write_text(json.dumps(stored))
+  with pytest.raises(ValueError, match=r"other settings \(deterministic\)"):
+    training._prepare_model_dir(  # pylint: disable=protected-access
+        dataclasses.replace(config, deterministic=True))

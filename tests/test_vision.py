@@ -95,6 +95,34 @@ def test_a_request_that_keeps_failing_is_recorded_and_retried_next_run(tmp_path,
     assert all("labelAnnotations" in r for r in responses)
 
 
+def test_noretry_errors_asks_nothing_again(tmp_path, monkeypatch):
+  monkeypatch.setenv("VISION_API_KEY", KEY)
+  images, out = tmp_path / "images", tmp_path / "json"
+  sample_data.write_flat(str(images), 3, seed=6)
+  with FakeVisionServer(KEY, fail=[503, 503]) as server:
+    label(images, out, server, "--max_retries", "1", "--direct_num_workers=1")
+    before = {p: d for p, d in all_text(out) if p.endswith(".json")}
+    assert len(before) == 3 and any(b'"error"' in d for d in before.values())
+    posts = server.posts
+    again = label(images, out, server, "--direct_num_workers=1", "--noretry_errors")
+    assert server.posts == posts  # Nothing asked, nor billed, twice.
+    assert counters(again)["skipped_already_labelled"] == 3
+    assert {p: d for p, d in all_text(out) if p.endswith(".json")} == before
+
+
+@pytest.mark.parametrize("flag", ["--noretry_errror", "--no-retry_errors"])
+def test_the_labelling_job_refuses_a_flag_it_does_not_know(tmp_path, monkeypatch, capsys,
+                                                             flag):
+  monkeypatch.setenv("VISION_API_KEY", KEY)
+  with pytest.raises(SystemExit) as e:
+    vision_labels.run(["--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+                       flag])
+  assert e.value.code == 2
+  last = capsys.readouterr().err.strip().splitlines()[-1]
+  assert f"unrecognized argument {flag}:" in last and "--noretry_errors?" in last
+  assert not (tmp_path / "o").exists()
+
+
 def test_missing_key_and_wrong_key(tmp_path, monkeypatch):
   monkeypatch.delenv("VISION_API_KEY", raising=False)
   with pytest.raises(ValueError, match="VISION_API_KEY"):

@@ -12,6 +12,23 @@ from keras import layers
 
 BACKBONES = ("vgg16", "small")
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+# What keras.applications.VGG16(include_top=False, weights="imagenet") downloads.
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG16_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                   + VGG16_NOTOP_FILE)
+
+
+class WeightsDownloadError(RuntimeError):
+  """The ImageNet weights could not be downloaded (no internet, a proxy, a broken file)."""
+
+
+def _is_download_failure(error: Exception) -> bool:
+  # keras.utils.get_file turns HTTP and URL errors into a bare
+  # Exception("URL fetch failure on ..."); a timeout or reset comes as an OSError, and
+  # a download cut short fails its hash check with "Incomplete or corrupted file".
+  message = str(error)
+  return (isinstance(error, OSError) or message.startswith("URL fetch failure")
+          or message.startswith("Incomplete or corrupted file"))
 
 
 @keras.saving.register_keras_serializable(package="alti2v")
@@ -48,10 +65,23 @@ def build_backbone(name: str, image_size: int, weights: str | None) -> keras.Mod
     image_size: input side, pixels.
     weights: for vgg16: "imagenet" (downloaded by Keras on first use), a local
       .h5 weights file (include_top=False), or None (random). Must be None for small.
+
+  Raises:
+    WeightsDownloadError: weights="imagenet" and the file could not be downloaded.
   """
   if name == "vgg16":
-    return keras.applications.VGG16(include_top=False, weights=weights,
-                                    input_shape=(image_size, image_size, 3))
+    try:
+      return keras.applications.VGG16(include_top=False, weights=weights,
+                                      input_shape=(image_size, image_size, 3))
+    except Exception as e:  # pylint: disable=broad-except  (get_file raises Exception)
+      if weights != "imagenet" or not _is_download_failure(e):
+        raise
+      raise WeightsDownloadError(
+          f"the ImageNet weights of VGG16 could not be downloaded (no internet?): {e}. "
+          f"Download {VGG16_NOTOP_URL} where you can and pass the file with "
+          f"--weights=/path/{VGG16_NOTOP_FILE} (or put it in ~/.keras/models/, where "
+          "Keras looks before downloading), or start from random weights with "
+          "--weights=none") from e
   if name == "small":
     if weights is not None:
       raise ValueError("the small backbone has no pretrained weights: use --weights=none")
