@@ -17,6 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from alti2v.metrics import (best_constant_caption, best_constant_caption_by_cer,
+                            character_error_rate, corpus_bleu, edit_distance)
+
 THRESHOLDS_FILE = "thresholds.json"
 DEFAULT_THRESHOLD = 0.5
 MIN_SUPPORT = 5  # Validation positives below which a tag's calibrated threshold is floored.
@@ -141,79 +144,52 @@ def distillation_metrics(teacher: np.ndarray, student: np.ndarray) -> dict:
           "spearman_labels": int(valid.sum())}
 
 
+def mean_train_scores(data_dir: str, num_labels: int) -> np.ndarray:
+  """Each label's mean teacher score over the train split (0 where the teacher gave none).
+
+  Said for every image, it is the distillation baseline: a student must beat it.
+  Reads only the labels and scores of each record (no image is decoded).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from alti2v import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
+  from alti2v import features as features_lib  # pylint: disable=import-outside-toplevel
+  builder = dataset_lib.load_builder(data_dir)
+  ds = builder.as_dataset(split="train", decoders=tfds.decode.PartialDecoding(
+      {features_lib.LABELS: True, features_lib.LABEL_SCORES: True}))
+  total, count = np.zeros(num_labels), 0
+  for example in tfds.as_numpy(ds):
+    np.add.at(total, example[features_lib.LABELS], example[features_lib.LABEL_SCORES])
+    count += 1
+  return total / max(1, count)
+
+
 def evaluate_distill(model_dir: str, data_dir: str, split: str = "test",
                      batch_size: int = 64) -> dict:
-  """The student against the teacher's scores on a split (distillation_metrics)."""
+  """The student against the teacher's scores on a split (distillation_metrics), beside the
+  baseline that says each label's mean train score for every image ("baseline")."""
   import keras  # pylint: disable=import-outside-toplevel
   from alti2v import tasks, training  # pylint: disable=import-outside-toplevel
   info = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
   model = keras.models.load_model(os.path.join(model_dir, info["model"]))
   teacher, student = predict_split(model, data_dir, split, info["image_size"], batch_size,
                                    task=tasks.get_task("distill"))
+  baseline = np.broadcast_to(mean_train_scores(data_dir, teacher.shape[1]), teacher.shape)
   result = {"split": split, "num_examples": int(len(teacher)),
-            **distillation_metrics(teacher, student)}
+            **distillation_metrics(teacher, student),
+            "baseline": distillation_metrics(teacher, baseline)}
   logging.info("evaluation: %s", result)
   return result
 
 
-def edit_distance(a: str, b: str) -> int:
-  """Levenshtein distance between two strings (characters)."""
-  previous = list(range(len(b) + 1))
-  for i, ca in enumerate(a, 1):
-    current = [i]
-    for j, cb in enumerate(b, 1):
-      current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-    previous = current
-  return previous[-1]
-
-
-def character_error_rate(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-  """Mean over images of min over its references of edit distance / reference length."""
-  rates = [min(edit_distance(h, r) / max(1, len(r)) for r in refs)
-           for h, refs in zip(hypotheses, references)]
-  return float(np.mean(rates)) if rates else float("nan")
-
-
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
-                max_n: int = 4) -> float:
-  """Character-level corpus BLEU-4 against every reference of each image (Papineni et al.).
-
-  n-gram counts are clipped by their maximum count in any one reference; the brevity
-  penalty uses, per image, the reference length closest to the hypothesis's.
-  """
-  import collections  # pylint: disable=import-outside-toplevel
-  import math  # pylint: disable=import-outside-toplevel
-  matches, totals = [0] * max_n, [0] * max_n
-  hyp_length = ref_length = 0
-  for hyp, refs in zip(hypotheses, references):
-    hyp_length += len(hyp)
-    ref_length += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
-    for n in range(1, max_n + 1):
-      grams = collections.Counter(hyp[i:i + n] for i in range(len(hyp) - n + 1))
-      best: collections.Counter = collections.Counter()
-      for r in refs:
-        best |= collections.Counter(r[i:i + n] for i in range(len(r) - n + 1))
-      matches[n - 1] += sum(min(c, best[g]) for g, c in grams.items())
-      totals[n - 1] += max(0, len(hyp) - n + 1)
-  if hyp_length == 0 or min(matches) == 0:
-    return 0.0
-  log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
-  brevity = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
-  return float(brevity * math.exp(log_precision))
-
-
-def best_constant_caption(candidates: Sequence[str],
-                          references: Sequence[Sequence[str]]) -> tuple[str, float]:
-  """The one candidate caption that, said for every image, scores the best BLEU-4."""
-  scored = [(corpus_bleu([c] * len(references), references), c) for c in candidates]
-  score, caption = max(scored)
-  return caption, score
-
-
 def evaluate_captions(model_dir: str, data_dir: str, split: str = "test",
-                      beam_size: int = 1, batch_size: int = 32,
+                      beam_size: int = 1, batch_size: int = 64,
                       max_constant_candidates: int = 300) -> dict:
-  """CER and character BLEU-4 against all references, next to the best constant caption's."""
+  """CER and character BLEU-4 against every reference, beside the best constant captions'.
+
+  The baselines are the train captions (the max_constant_candidates commonest) that, said
+  for every image of the split, score the lowest CER ("constant_cer") and the highest
+  BLEU-4 ("constant_bleu4"): a model that ignores the image can at best tie them.
+  """
   import collections  # pylint: disable=import-outside-toplevel
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   from alti2v import caption as caption_lib  # pylint: disable=import-outside-toplevel
@@ -224,29 +200,36 @@ def evaluate_captions(model_dir: str, data_dir: str, split: str = "test",
   trained = predict.TrainedModel(model_dir)
   builder = dataset_lib.load_builder(data_dir)
 
-  def records(name):
+  def records(name, with_image=True):
+    wanted = {features_lib.CAPTIONS: True}
+    if with_image:
+      wanted[features_lib.IMAGE] = True
     ds = builder.as_dataset(split=name, decoders=tfds.decode.PartialDecoding(
-        {features_lib.IMAGE: True, features_lib.CAPTIONS: True},
-        decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()}))
+        wanted, decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()} if with_image
+        else None))
+    if not with_image:
+      return ds.map(lambda ex: ex[features_lib.CAPTIONS])
     return ds.map(lambda ex: (input_pipeline.to_model_input(ex[features_lib.IMAGE],
                                                              trained.image_size),
                               ex[features_lib.CAPTIONS]))
 
+  decoder = caption_lib.Decoder(trained.model)
   hypotheses, references = [], []
   for images, refs in tfds.as_numpy(records(split).padded_batch(batch_size)):
-    for ids in caption_lib.generate(trained.model, images, beam_size):
+    for ids in decoder.generate(images, beam_size):
       hypotheses.append(caption_ids.decode(ids, trained.vocabulary))
     references += [[r.decode() for r in rs if r] for rs in refs]
   train_captions = collections.Counter(
-      c.decode() for _, cs in tfds.as_numpy(records("train").take(5000)) for c in cs)
+      c.decode() for cs in tfds.as_numpy(records("train", with_image=False)) for c in cs)
   candidates = [c for c, _ in train_captions.most_common(max_constant_candidates)]
-  constant, constant_bleu = best_constant_caption(candidates, references)
+  constant, constant_cer = best_constant_caption_by_cer(candidates, references)
+  bleu_constant, constant_bleu = best_constant_caption(candidates, references)
   result = {
       "split": split, "num_examples": len(hypotheses), "beam_size": beam_size,
-      "bleu4": corpus_bleu(hypotheses, references),
       "cer": character_error_rate(hypotheses, references),
-      "constant_caption": constant, "constant_bleu4": constant_bleu,
-      "constant_cer": character_error_rate([constant] * len(references), references),
+      "bleu4": corpus_bleu(hypotheses, references),
+      "constant_caption": constant, "constant_cer": constant_cer,
+      "constant_bleu_caption": bleu_constant, "constant_bleu4": constant_bleu,
       "examples": list(zip(hypotheses[:3], [r[0] for r in references[:3]])),
   }
   logging.info("evaluation: %s", result)
@@ -343,6 +326,8 @@ def evaluate_screen(model_dir: str, data_dir: str, split: str = "test",
       "goal": chosen["goal"], "validation_precision": chosen["precision"],
       "validation_recall": chosen["recall"], "roc_auc": roc_auc(labels, scores),
       "pr_auc": average_precision(labels, scores), "confusion": confusion,
+      # A constant score (the prior): ROC-AUC 0.5, PR-AUC and precision = positive rate.
+      "baseline_roc_auc": 0.5, "baseline_pr_auc": float(labels.mean()),
       "precision": confusion["true_positive"] / kept if kept else float("nan"),
       "recall": float(confusion["true_positive"] / max(1, labels.sum())),
   }
@@ -444,47 +429,81 @@ def load_thresholds(model_dir: str, vocabulary: Sequence[str]) -> Optional[np.nd
   return np.array([by_tag.get(t, DEFAULT_THRESHOLD) for t in vocabulary])
 
 
+def run_evaluation(model_dir: str, data_dir: str, split: str = "test",
+                   batch_size: int = 64, beam_size: int = 1,
+                   target_precision: Optional[float] = None,
+                   target_recall: Optional[float] = None) -> tuple[str, dict]:
+  """(task, result) of the evaluation that fits the finished run in model_dir.
+
+  Every result holds the model's figures and its naive baseline's (see each evaluate_*).
+  """
+  from alti2v import training  # pylint: disable=import-outside-toplevel
+  info = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
+  if info is None:
+    raise FileNotFoundError(f"{model_dir} holds no finished training run "
+                            f"({training.MODEL_INFO_FILE} is missing)")
+  task = info["task"]
+  if task in ("caption", "caption_ar"):
+    return task, evaluate_captions(model_dir, data_dir, split, beam_size, batch_size)
+  if task == "distill":
+    return task, evaluate_distill(model_dir, data_dir, split, batch_size)
+  if task == "screen":
+    return task, evaluate_screen(model_dir, data_dir, split, batch_size, target_precision,
+                                 target_recall)
+  return task, evaluate(model_dir, data_dir, split, batch_size)
+
+
+def print_report(task: str, r: dict, model_dir: str) -> None:
+  """The result of run_evaluation as a person reads it: each figure beside its baseline."""
+  if task in ("caption", "caption_ar"):
+    print(f"{r['split']} ({r['num_examples']} images, beam {r['beam_size']}): "
+          f"CER {r['cer']:.4f}  character BLEU-4 {r['bleu4']:.4f}")
+    print(f"baseline, the best constant caption by CER 「{r['constant_caption']}」: "
+          f"CER {r['constant_cer']:.4f} (the model: {r['cer'] / r['constant_cer']:.2f}x)")
+    print(f"baseline, the best constant caption by BLEU-4 「{r['constant_bleu_caption']}」: "
+          f"BLEU-4 {r['constant_bleu4']:.4f}")
+    for hypothesis, reference in r["examples"]:
+      print(f"  model: 「{hypothesis}」  reference: 「{reference}」")
+  elif task == "distill":
+    b = r["baseline"]
+    print(f"{r['split']} ({r['num_examples']} images) against the teacher's scores "
+          "(baseline: each label's mean train score for every image):")
+    print(f"  MAE {r['mae']:.4f}  (baseline {b['mae']:.4f}, {r['mae'] / b['mae']:.2f}x)")
+    print(f"  MSE {r['mse']:.4f}  (baseline {b['mse']:.4f}, {r['mse'] / b['mse']:.2f}x)")
+    print(f"  teacher's top label in the student's top 5: {r['top1_in_top5']:.1%}  "
+          f"(baseline {b['top1_in_top5']:.1%})")
+    print(f"  Spearman per label: {r['spearman']:.3f} over {r['spearman_labels']} labels  "
+          f"(baseline: constant scores have no rank correlation)")
+  elif task == "screen":
+    c = r["confusion"]
+    print(f"threshold {r['threshold']:.4f} ({r['goal']} on validation: precision "
+          f"{r['validation_precision']:.3f}, recall {r['validation_recall']:.3f}); "
+          f"saved to {os.path.join(model_dir, THRESHOLD_FILE)}")
+    print(f"{r['split']} ({r['num_examples']} images): ROC-AUC {r['roc_auc']:.4f} "
+          f"(baseline {r['baseline_roc_auc']:.2f})  PR-AUC {r['pr_auc']:.4f} (baseline = "
+          f"the positive rate {r['baseline_pr_auc']:.4f})  precision {r['precision']:.3f}  "
+          f"recall {r['recall']:.3f} at the threshold")
+    print("confusion matrix at the threshold:   kept(ok)  dropped(ng)")
+    print(f"  positive (should keep)          {c['true_positive']:8d}  {c['false_negative']:11d}")
+    print(f"  negative (should drop)          {c['false_positive']:8d}  {c['true_negative']:11d}")
+  else:
+    print(f"{r['split']} ({r['num_examples']} images): "
+          f"mAP {r['map']:.4f}  (baseline, each tag's train frequency: "
+          f"{r['constant_map']:.4f}, {r['map'] / r['constant_map']:.2f}x)  "
+          f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}")
+    print(f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}")
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
   from alti2v import training  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  info = training.read_json(os.path.join(f.model_dir, training.MODEL_INFO_FILE)) or {}
-  if info.get("task") in ("caption", "caption_ar"):
-    r = evaluate_captions(f.model_dir, f.data_dir, f.split, f.beam_size, f.batch_size)
-    print(f"{r['split']} ({r['num_examples']} images, beam {r['beam_size']}): "
-          f"character BLEU-4 {r['bleu4']:.4f}  CER {r['cer']:.4f}")
-    print(f"best constant caption 「{r['constant_caption']}」: BLEU-4 "
-          f"{r['constant_bleu4']:.4f}  CER {r['constant_cer']:.4f}")
-    for hypothesis, reference in r["examples"]:
-      print(f"  model: 「{hypothesis}」  reference: 「{reference}」")
-    return
-  if info.get("task") == "distill":
-    r = evaluate_distill(f.model_dir, f.data_dir, f.split, f.batch_size)
-    print(f"{r['split']} ({r['num_examples']} images) against the teacher's scores: "
-          f"MAE {r['mae']:.4f}  MSE {r['mse']:.4f}  teacher's top label in the student's "
-          f"top 5: {r['top1_in_top5']:.1%}  Spearman per label: {r['spearman']:.3f} "
-          f"(mean over {r['spearman_labels']} labels)")
-    return
-  if info.get("task") == "screen":
-    r = evaluate_screen(f.model_dir, f.data_dir, f.split, f.batch_size,
-                        f.target_precision, f.target_recall)
-    c = r["confusion"]
-    print(f"threshold {r['threshold']:.4f} ({r['goal']} on validation: precision "
-          f"{r['validation_precision']:.3f}, recall {r['validation_recall']:.3f}); "
-          f"saved to {os.path.join(f.model_dir, THRESHOLD_FILE)}")
-    print(f"{r['split']} ({r['num_examples']} images): ROC-AUC {r['roc_auc']:.4f}  "
-          f"PR-AUC {r['pr_auc']:.4f}  precision {r['precision']:.3f}  "
-          f"recall {r['recall']:.3f} at the threshold")
-    print("confusion matrix at the threshold:   kept(ok)  dropped(ng)")
-    print(f"  positive (should keep)          {c['true_positive']:8d}  {c['false_negative']:11d}")
-    print(f"  negative (should drop)          {c['false_positive']:8d}  {c['true_negative']:11d}")
-    return
-  result = evaluate(f.model_dir, f.data_dir, f.split, f.batch_size)
-  print(f"{result['split']} ({result['num_examples']} images): "
-        f"mAP {result['map']:.4f}  (constant predictor: {result['constant_map']:.4f})  "
-        f"micro-F1 {result['micro_f1']:.4f}  macro-F1 {result['macro_f1']:.4f}")
-  print(f"per-tag metrics: {result['per_tag_csv']}; thresholds: {result['thresholds']}")
+  task, result = run_evaluation(f.model_dir, f.data_dir, f.split, f.batch_size, f.beam_size,
+                                f.target_precision, f.target_recall)
+  print_report(task, result, f.model_dir)
+  if f.output_json:
+    training.write_json(f.output_json, {"task": task, **result})
 
 
 if __name__ == "__main__":
@@ -500,5 +519,7 @@ if __name__ == "__main__":
   flags.DEFINE_float("target_recall", None,
                      "screen: the keep threshold is the highest with this recall on "
                      "validation. Neither: max F1.")
+  flags.DEFINE_string("output_json", None,
+                      "Also write the result (every figure and its baseline) to this file.")
   flags.mark_flags_as_required(["model_dir", "data_dir"])
   app.run(main)

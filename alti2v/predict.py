@@ -139,7 +139,8 @@ def tag_lines(tagger: TrainedModel, paths: Sequence[str], *, top_k: int = 0,
     threshold: one threshold for every tag; None = the calibrated per-tag thresholds
       (thresholds.json, written by evaluate), or 0.5 where there are none.
     top_k: keep at most k tags (0 = no cap); with threshold=0, exactly the top k.
-    vector: add the whole probability vector (Illustration2Vec's feature).
+    vector: add the whole tag-probability vector (not Illustration2Vec's feature vector,
+      which is a hidden layer's activations).
   """
   if threshold is not None:
     thresholds = np.full(len(tagger.vocabulary), threshold)

@@ -110,6 +110,19 @@ def _one_caption(_: int) -> Callable:
   return label
 
 
+def _canonical_caption(_: int) -> Callable:
+  """Label function: a record's first (canonical) caption, ids.
+
+  The original captioner predicts every position from the image alone; trained on a
+  caption drawn among several phrasings it learns their per-position blend (garbled
+  text), so it learns one caption per image.
+  """
+  def label(example: dict):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.cast(example[features_lib.CAPTION_IDS], tf.int32)[0]
+  return label
+
+
 def _teacher_forcing(images, captions):
   """caption_in = START followed by the target shifted right (its last id dropped)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -167,7 +180,7 @@ TASKS = {
         name="caption",
         label_feature=features_lib.CAPTION_IDS,
         num_outputs=lambda names: names,
-        label_fn=_one_caption,
+        label_fn=_canonical_caption,
         head=lambda x, n, c: models.caption_original_head(
             x, n, c.hidden_units, caption_ids.CAPTION_LENGTH),
         loss=_caption_loss,

@@ -5,9 +5,10 @@
 
 COCO format: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]},
 file_name relative to IMAGES. Captions are read in katakana (alti2v.katakana), cut to 50
-characters (counted), and all of an image's captions are kept in its one record: the JPEG
-is stored once, evaluation scores against every reference, and training draws one caption
-per visit. The character vocabulary (≤ 128 symbols with PAD, START, END, UNK; a space is a
+characters (counted), and all of an image's captions are kept in its one record, in the
+files' order (the first is the image's canonical caption): the JPEG is stored once,
+evaluation scores against every reference, and training draws one caption per visit
+(caption_ar) or learns the canonical one (caption). The character vocabulary (≤ 128 symbols with PAD, START, END, UNK; a space is a
 symbol) comes from the train split: metadata.json's caption_vocabulary.
 """
 from __future__ import annotations
@@ -30,22 +31,30 @@ from beam_jobs import stages
 DEFAULT_DATASET_NAME = "captions"
 
 
-def load_coco(path: str) -> list[tuple[str, str]]:
-  """(file_name, caption) pairs of a COCO-format caption file."""
+def load_coco(indexed_path: tuple[int, str]) -> list[tuple[str, tuple[int, int, str]]]:
+  """(file_name, (file index, annotation index, caption)) of a COCO-format caption file.
+
+  The indices keep each image's captions in the order the files list them: the first
+  caption of an image is its canonical one (the one-caption captioner learns it).
+  """
+  file_index, path = indexed_path
   with FileSystems.open(path) as f:
     coco = json.load(f)
   names = {image["id"]: image["file_name"] for image in coco["images"]}
   pairs = []
-  for annotation in coco["annotations"]:
+  for i, annotation in enumerate(coco["annotations"]):
     if annotation["image_id"] in names and str(annotation.get("caption", "")).strip():
-      pairs.append((names[annotation["image_id"]], str(annotation["caption"])))
+      pairs.append((names[annotation["image_id"]], (file_index, i, str(annotation["caption"]))))
   return pairs
 
 
 def join_images(key_and_groups, input_dir: str):
-  """(relative path, ([image paths], [[captions]])) → Candidate with the captions, or a rejection."""
+  """(relative path, ([image paths], [[(file, index, caption)]])) → Candidate, or a rejection.
+
+  The candidate's captions are in the caption files' order (canonical first).
+  """
   relative, (paths, caption_lists) = key_and_groups
-  captions = [c for group in caption_lists for c in group]
+  captions = [c for _, _, c in sorted(c for group in caption_lists for c in group)]
   paths = list(paths)
   if not paths:
     yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(
@@ -57,7 +66,7 @@ def join_images(key_and_groups, input_dir: str):
       yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(
           path, imaging.NO_LABEL_FILE, "no caption for this image in the JSON"))
     else:
-      yield stages.Candidate(path, None, tuple(sorted(captions)))
+      yield stages.Candidate(path, None, tuple(captions))
 
 
 def read_captions(candidate: stages.Candidate) -> tuple[str, ...]:
@@ -127,9 +136,9 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
       lambda c: (c.image_path[len(root):], c.image_path))
   keyed_captions = (
       p
-      | "CaptionFiles" >> beam.Create(args.captions_json)
+      | "CaptionFiles" >> beam.Create(list(enumerate(args.captions_json)))
       | "ReadCoco" >> beam.FlatMap(load_coco)
-      # (file_name, caption)
+      # (file_name, (file index, annotation index, caption))
       | "GroupCaptions" >> beam.GroupByKey()
       | "ListCaptions" >> beam.MapTuple(lambda name, cs: (os.path.normpath(name), list(cs))))
   joined = (

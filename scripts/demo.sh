@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The demo command of the README: sample data → Beam build → dataset check → train the tagger
-# (configs/demo.flags) → evaluate → predict a few images; then the screening filter: sorted folders →
-# build → train → choose the threshold → screen a scraped folder. ~3 minutes on 2 cores. Output: demo_output/.
+# The demo command of the README: all four systems, each figure beside its naive baseline.
+# 1-6 the tagger: sample data → Beam build → dataset check → train (configs/demo.flags) →
+#   evaluate → predict a few images; 7-8 the screening filter: sorted folders → build → train →
+#   choose the threshold → screen a scraped folder; 9 Vision API distillation: the labelling job
+#   against the project's fake Vision server on 127.0.0.1 → build → train a student → evaluate;
+# 10 the katakana captioner: COCO-style captions → build → train → evaluate → caption files.
+# ~7 minutes on 2 cores. Output: demo_output/.
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
 OUT="$ROOT/demo_output"
@@ -62,5 +66,49 @@ for r in rows:
 print(f"ok/: {sum(hits['ok'])} images, {hits['ok'][1]} of them show a red circle; "
       f"ng/: {sum(hits['ng'])} images, {hits['ng'][1]} of them show one")
 PY
+
+echo "== 9. Vision API distillation: label images with the labelling job (against the project's"
+echo "      fake Vision server on 127.0.0.1: no key, no network), build, train a student"
+rm -rf "$OUT/vision_images" "$OUT/vision_labels" "$OUT/fake_vision.url"
+step python -m alti2v.sample_data "$OUT/vision_images" --layout flat --num_images 1500 --seed 5
+export VISION_API_KEY="demo-key-for-the-fake-server"
+python -m tests.fake_vision_server --url_file "$OUT/fake_vision.url" 2>>"$LOG" &
+FAKE_SERVER=$!
+trap 'kill $FAKE_SERVER 2>/dev/null' EXIT
+for _ in $(seq 100); do [ -s "$OUT/fake_vision.url" ] && break; sleep 0.1; done
+[ -s "$OUT/fake_vision.url" ] || { tail -n 40 "$LOG"; echo "the fake Vision server did not start" >&2; exit 1; }
+step python -m beam_jobs.vision_labels --input_dir "$OUT/vision_images" \
+  --output_dir "$OUT/vision_labels" --endpoint "$(cat "$OUT/fake_vision.url")" | tail -n 1
+kill $FAKE_SERVER 2>/dev/null || true; trap - EXIT; unset VISION_API_KEY
+echo "(one reply: $OUT/vision_labels/scraped_000000.jpg.json: $(head -c 150 "$OUT/vision_labels/scraped_000000.jpg.json")...)"
+step python -m beam_jobs.build_vision_dataset --input_dir "$OUT/vision_images" \
+  --labels_dir "$OUT/vision_labels" --output_dir "$OUT/vision_dataset" --image_size 64 \
+  --overwrite > /dev/null
+step python -m alti2v.train --flagfile configs/distill_demo.flags \
+  --data_dir "$OUT/vision_dataset" --model_dir "$OUT/student" --overwrite | tail -n 1
+step python -m alti2v.evaluate --model_dir "$OUT/student" --data_dir "$OUT/vision_dataset"
+
+echo "== 10. katakana captioner: images with Japanese captions (COCO format) -> katakana dataset"
+rm -rf "$OUT/captions_raw"
+step python -m alti2v.sample_data "$OUT/captions_raw" --layout captions --num_images 2000 --seed 3
+step python -m beam_jobs.build_caption_dataset --input_dir "$OUT/captions_raw/images" \
+  --captions_json "$OUT/captions_raw/captions.json" --output_dir "$OUT/caption_dataset" \
+  --image_size 64 --overwrite > /dev/null
+step python -m alti2v.train --flagfile configs/caption_demo.flags \
+  --data_dir "$OUT/caption_dataset" --model_dir "$OUT/captioner" --overwrite | tail -n 1
+step python -m alti2v.evaluate --model_dir "$OUT/captioner" --data_dir "$OUT/caption_dataset" \
+  --beam_size 3
+step python -m alti2v.caption --model_dir "$OUT/captioner" --beam_size 3 \
+  "$OUT/captions_raw/images/00000[0-2].jpg"
+echo "(what is drawn: $(python - "$OUT/captions_raw/captions.json" <<'PY'
+import json, sys
+coco = json.load(open(sys.argv[1], encoding="utf-8"))
+first = {}
+for a in coco["annotations"]:
+  first.setdefault(a["image_id"], a["caption"])
+print(" / ".join(first[i] for i in range(3)))
+PY
+))"
 echo "demo done: dataset in $OUT/dataset, tagger in $OUT/tagger, filter in $OUT/screen_model,"
-echo "           screened folder in $OUT/screened"
+echo "           screened folder in $OUT/screened, student in $OUT/student,"
+echo "           captioner in $OUT/captioner"

@@ -11,12 +11,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 STAMP="$VENV/.alti2v-installed"
-WANT="$(cat "$ROOT/setup.py" | sha256sum | cut -d' ' -f1) ${ALTI2V_EXTRAS:-test}"
+# Both README commands need the same extras (the demo runs the captioner: MeCab's dictionary).
+EXTRAS="${ALTI2V_EXTRAS:-test,caption}"
+WANT="$(cat "$ROOT/setup.py" | sha256sum | cut -d' ' -f1) $EXTRAS"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-  echo "[setup] installing alti2v[${ALTI2V_EXTRAS:-test}] and its dependencies (about a minute)"
+  echo "[setup] installing alti2v[$EXTRAS] and its dependencies (about a minute)"
   LOG="$VENV/install.log"
   if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-         "$VENV/bin/python" -m pip install -e "$ROOT[${ALTI2V_EXTRAS:-test}]"; } > "$LOG" 2>&1; then
+         "$VENV/bin/python" -m pip install -e "$ROOT[$EXTRAS]"; } > "$LOG" 2>&1; then
     tail -n 40 "$LOG"; echo "[setup] pip install failed; full log: $LOG" >&2; exit 1
   fi
   echo "$WANT" > "$STAMP"

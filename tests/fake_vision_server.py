@@ -11,6 +11,12 @@ the key in the `x-goog-api-key` header). Errors come in the API's format
 Labels are computed from the pixels (how much of each sample-data colour an image shows),
 so a test can check what comes back. Requests can be made to fail with 429 or 503 by
 a schedule of status codes, one per POST.
+
+The demo runs it on its own, to show the labelling job without a key or a network:
+
+  VISION_API_KEY=any python -m tests.fake_vision_server --url_file URL_FILE
+
+serves until it is stopped, after writing its endpoint URL to URL_FILE.
 """
 from __future__ import annotations
 
@@ -150,3 +156,31 @@ class FakeVisionServer:
   def __exit__(self, *exc) -> None:
     self._httpd.shutdown()
     self._httpd.server_close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  import argparse  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  import signal  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(description="A fake Cloud Vision server on 127.0.0.1.")
+  parser.add_argument("--url_file", required=True,
+                      help="Written once the server listens: its images:annotate URL.")
+  args = parser.parse_args(argv)
+  key = os.environ.get("VISION_API_KEY")
+  if not key:
+    parser.error("set VISION_API_KEY: the server accepts only that key")
+  stop = threading.Event()
+  signal.signal(signal.SIGTERM, lambda *_: stop.set())
+  with FakeVisionServer(key) as server:
+    tmp = args.url_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(server.url + "\n")
+    os.replace(tmp, args.url_file)
+    try:
+      stop.wait()
+    except KeyboardInterrupt:
+      pass
+
+
+if __name__ == "__main__":
+  main()

@@ -107,14 +107,52 @@ def test_builder_converts_keeps_all_captions_and_counts_truncation(caption_datas
       if split == "train":
         assert [captions.decode(i, vocabulary) for i in ex["caption_ids"]] == texts
   assert len(seen) == 40
-  expected = sorted(katakana.to_katakana(t) for t in sample_data.japanese_captions(7, 2))
-  assert sorted(seen["000007.jpg"]) == expected
+  # In the file's order: the canonical caption first.
+  expected = [katakana.to_katakana(t) for t in sample_data.japanese_captions(
+      sample_data.draw_sample(7, 2), 7)]
+  assert seen["000007.jpg"] == expected
   assert ("アカイ " * 13)[:50] in seen["000000.jpg"]  # cut to 50 characters
   for texts in seen.values():
     assert all(re.fullmatch(r"[\u30a0-\u30ff ]+", t) for t in texts)
   rejected = {os.path.basename(r["path"]): r["reason"] for r in map(
       json.loads, open(os.path.join(data, "rejected.jsonl"), encoding="utf-8"))}
   assert rejected == {"missing.jpg": "no_image_file", "uncaptioned.jpg": "no_label_file"}
+
+
+def test_sample_captions_name_what_is_drawn_and_no_constant_does_well():
+  from alti2v import metrics
+  references = []
+  for index in range(300):
+    sample = sample_data.draw_sample(index, 3)
+    texts = sample_data.japanese_captions(sample, index)
+    colours = {c for c, _ in sample.shapes}
+    kinds = {k for _, k in sample.shapes}
+    for text in texts:  # Every phrasing names a colour or kind that is drawn.
+      assert any(sample_data._JA_SHAPES[k][0] in text or sample_data._JA_SHAPES[k][1] in text
+                 for k in kinds)
+    assert texts[0] == "と".join(sample_data._JA_COLORS[c][0] + sample_data._JA_SHAPES[k][0]
+                                for c, k in sample.shapes)  # the canonical caption
+    assert colours
+    references.append([katakana.to_katakana(t) for t in texts])
+  train, test = references[:200], references[200:]
+  counts = {}
+  for refs in train:
+    for text in refs:
+      counts[text] = counts.get(text, 0) + 1
+  assert max(counts.values()) < 0.1 * len(train)  # no phrasing shared by many images
+  _, cer = metrics.best_constant_caption_by_cer(list(counts), test)
+  assert cer > 0.3
+
+
+def test_the_original_learns_the_canonical_caption_and_show_and_tell_draws_one():
+  import tensorflow as tf
+  ids = tf.constant([[5, 6, 2], [7, 8, 2], [9, 10, 2]], tf.int32)
+  example = {"caption_ids": ids}
+  original = tasks.get_task("caption").label_fn(0)
+  assert [original(example).numpy().tolist() for _ in range(5)] == [[5, 6, 2]] * 5
+  drawn = {tuple(tasks.get_task("caption_ar").label_fn(0)(example).numpy())
+           for _ in range(60)}
+  assert drawn == {(5, 6, 2), (7, 8, 2), (9, 10, 2)}
 
 
 @pytest.mark.parametrize("task", ["caption", "caption_ar"])
@@ -158,17 +196,44 @@ def test_training_steps_and_decoding_give_valid_katakana(trained_captioners, cap
       assert error == "" and valid_katakana(text) and len(text) <= captions.MAX_CHARS
 
 
-def test_beam_of_one_is_greedy_and_beams_end(trained_captioners):
+def _load(model_dir):
   import keras
-  model = keras.models.load_model(os.path.join(trained_captioners["caption_ar"],
-                                               "model.keras"))
-  images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
-  greedy = caption_lib.greedy(model, images)
-  np.testing.assert_array_equal(caption_lib.beam_search(model, images[0], 1), greedy[0])
-  beam = caption_lib.beam_search(model, images[0], 3)
-  assert beam.shape == (captions.CAPTION_LENGTH,)
-  ends = np.nonzero(beam == captions.END)[0]
-  assert len(ends) <= 1 and (not len(ends) or not beam[ends[0] + 1:].any())
+  return keras.models.load_model(os.path.join(model_dir, "model.keras"))
+
+
+def _images(n):
+  return np.random.default_rng(0).integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("beam_size", [1, 2, 3])
+def test_batched_decoding_equals_the_one_image_decoder(trained_captioners, beam_size):
+  """The batched step decoder (every image and beam per step call) gives, per image, the
+  caption of the one-image decoder that re-runs the whole model at every step."""
+  model = _load(trained_captioners["caption_ar"])
+  images = _images(6)
+  batched = caption_lib.Decoder(model).generate(images, beam_size)
+  assert batched.shape == (6, captions.CAPTION_LENGTH) and batched.dtype == np.int32
+  for image, row in zip(images, batched):
+    np.testing.assert_array_equal(
+        row, caption_lib.beam_search_reference(model, image, beam_size))
+  # Batch composition does not change an image's caption.
+  np.testing.assert_array_equal(caption_lib.generate(model, images[2:4], beam_size),
+                                batched[2:4])
+
+
+def test_beams_end_once_and_pad_after(trained_captioners):
+  model = _load(trained_captioners["caption_ar"])
+  for row in caption_lib.generate(model, _images(4), 3):
+    ends = np.nonzero(row == captions.END)[0]
+    assert len(ends) <= 1 and (not len(ends) or not row[ends[0] + 1:].any())
+
+
+def test_the_original_decodes_in_one_pass(trained_captioners):
+  model = _load(trained_captioners["caption"])
+  images = _images(3)
+  expected = np.asarray(model.predict_on_batch(images)).argmax(-1)
+  for beam_size in (1, 3):  # Nothing to search: every position is predicted at once.
+    np.testing.assert_array_equal(caption_lib.generate(model, images, beam_size), expected)
 
 
 def test_evaluate_captions_reports_the_constant_baseline(trained_captioners, caption_dataset):

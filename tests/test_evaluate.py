@@ -75,3 +75,27 @@ def test_evaluate_a_trained_model(trained_tagger):
     rows = list(csv.DictReader(f))
   assert [r["tag"] for r in rows] == vocabulary
   assert [int(r["support"]) for r in rows] == labels.sum(0).astype(int).tolist()
+
+
+def test_the_evaluate_command_prints_every_figure_beside_its_baseline(trained_tagger, tmp_path):
+  import subprocess
+  import sys
+  data, model_dir = trained_tagger
+  out = tmp_path / "result.json"
+  done = subprocess.run(
+      [sys.executable, "-m", "alti2v.evaluate", "--model_dir", model_dir, "--data_dir", data,
+       "--split", "test", "--output_json", str(out)],
+      capture_output=True, text=True, check=True,
+      env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+  result = json.loads(out.read_text())
+  assert result["task"] == "tagger"
+  assert (f"mAP {result['map']:.4f}  (baseline, each tag's train frequency: "
+          f"{result['constant_map']:.4f}") in done.stdout
+
+
+def test_screen_evaluation_reports_its_baselines(screen_dataset, screen_model):
+  _, data = screen_dataset
+  result = evaluate.evaluate_screen(screen_model, data, "test")
+  assert result["baseline_roc_auc"] == 0.5
+  positives = result["confusion"]["true_positive"] + result["confusion"]["false_negative"]
+  assert result["baseline_pr_auc"] == pytest.approx(positives / result["num_examples"])

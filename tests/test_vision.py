@@ -252,6 +252,19 @@ def test_student_trains_on_soft_targets(vision_dataset, tmp_path, loss):
   assert info["task"] == "distill" and info["num_outputs"] == 8
   result = evaluate.evaluate_distill(str(tmp_path), data, "test")
   assert 0 <= result["mae"] <= 1 and result["num_examples"] > 0
+  assert set(result["baseline"]) >= {"mae", "mse", "top1_in_top5", "spearman"}
+
+
+def test_the_distillation_baseline_is_each_labels_mean_train_score(vision_dataset):
+  from alti2v import input_pipeline, tasks
+  _, _, data = vision_dataset
+  task = tasks.get_task("distill")
+  train = np.concatenate([y.numpy() for _, y in input_pipeline.input_fn(
+      data, "train", 8, training=False, image_size=32, label_fn=task.label_fn(8),
+      label_features=task.label_features)])
+  means = evaluate.mean_train_scores(data, 8)
+  np.testing.assert_allclose(means, train.mean(0), rtol=1e-6)
+  assert (means > 0).any() and (means < 1).all()
 
 
 def test_input_fn_gives_dense_teacher_scores(vision_dataset):

@@ -51,7 +51,7 @@ def _small_cnn(image_size: int) -> keras.Model:
   x = inputs
   for i, filters in enumerate((32, 64, 128, 256)):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i+1}_conv")(x)
-    x = layers.BatchNormalization(name=f"block{i+1}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"block{i+1}_bn")(x)
     x = layers.ReLU(name=f"block{i+1}_relu")(x)
     x = layers.MaxPooling2D(name=f"block{i+1}_pool")(x)
   return keras.Model(inputs, x, name="small")
