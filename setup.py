@@ -6,8 +6,9 @@ import setuptools
 INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
     "tensorboard>=2.21,<2.22",  # TF 2.21 no longer pulls it in.
-    "apache-beam[tfrecord]>=2.77,<2.78",  # Beam's TFRecord writer needs a crc32c.
-    "google-crc32c>=1.5,<2",  # The C crc32c Beam's writer prefers (crcmod is pure Python).
+    "apache-beam[tfrecord]>=2.77,<2.78",  # Beam's tfrecordio (a user's own pipelines).
+    # The shard writer frames TFRecords itself with it (beam_jobs/stages/write.py).
+    "google-crc32c>=1.5,<2",
     "tensorflow-datasets>=4.9.10,<4.10",
     "numpy>=1.26,<2.5",
     "pillow>=10.3,<13",

@@ -1,13 +1,14 @@
-"""Task-free metrics: caption text metrics (CER, character BLEU-4), best-constant-caption baselines.
+"""Task-free metrics: threshold curves, AP, F1, ROC-AUC, rank correlation; CER, character BLEU-4.
 
-Inputs are plain strings; the work is vectorised with numpy so that a 16k-image split with five
-references each, scored against hundreds of constant-caption candidates, takes seconds, not minutes.
+Scores and labels are numpy arrays, captions plain strings; no task is named here. The text
+metrics are vectorised so that a 16k-image split with five references each, scored against
+hundreds of constant-caption candidates, takes seconds, not minutes.
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -16,6 +17,168 @@ import numpy as np
 _WORD_BITS = 64
 # Cells per chunk of the per-pair tables (bit masks, DP rows): bounds memory at 32 MiB a table.
 _CHUNK_CELLS = 1 << 22
+
+
+# Scores against binary labels (one column, or one per tag). Tied scores form one threshold
+# everywhere, as in sklearn's curves.
+
+
+def threshold_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+  """(thresholds, precision, recall, F1) of `score >= t` at each distinct score, highest first.
+
+  Tied scores form one threshold (as sklearn's curves do). labels needs a positive.
+  """
+  labels = np.asarray(labels, bool)
+  order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
+  s, l = np.asarray(scores)[order], labels[order]
+  last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # Last index of each tie run.
+  true_positives = np.cumsum(l)[last]
+  positives = labels.sum()
+  return (s[last], true_positives / (last + 1), true_positives / positives,
+          2 * true_positives / (last + 1 + positives))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+  """AP of one tag: sum over score thresholds of (recall step) x precision.
+
+  Tied scores form one threshold (as sklearn's average_precision_score), so a
+  constant score gets AP = the positive rate. NaN when there is no positive.
+  """
+  if not np.asarray(labels, bool).any():
+    return float("nan")
+  _, precision, recall, _ = threshold_curve(labels, scores)
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
+  """(mAP over tags with at least one positive, AP per tag with NaN for no positive)."""
+  aps = np.array([average_precision(labels[:, j], scores[:, j])
+                  for j in range(labels.shape[1])])
+  valid = ~np.isnan(aps)
+  return (float(aps[valid].mean()) if valid.any() else float("nan")), aps
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+  """(threshold, F1) maximising F1 of `score >= threshold` for one column; (0.5, 0) without
+  positives."""
+  if not np.asarray(labels, bool).any():
+    return 0.5, 0.0
+  thresholds, _, _, f1 = threshold_curve(labels, scores)
+  best = int(np.argmax(f1))
+  return float(thresholds[best]), float(f1[best])
+
+
+def calibrate_thresholds(labels: np.ndarray, scores: np.ndarray,
+                         min_support: int, rare_floor: float) -> np.ndarray:
+  """Per-tag max-F1 thresholds; tags with fewer than min_support positives get at least rare_floor.
+
+  A rare tag's max-F1 threshold is fit to a handful of images and tends to be far too
+  low (it fires everywhere); the floor keeps it at least as strict as rare_floor.
+  """
+  thresholds = np.empty(labels.shape[1])
+  for j in range(labels.shape[1]):
+    threshold, _ = best_f1_threshold(labels[:, j], scores[:, j])
+    if labels[:, j].sum() < min_support:
+      threshold = max(threshold, rare_floor)
+    thresholds[j] = threshold
+  return thresholds
+
+
+def f1_at(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict:
+  """Micro and macro F1 (macro over tags with positives) and per-tag precision/recall/F1."""
+  labels = np.asarray(labels, bool)
+  predicted = scores >= thresholds[None, :]
+  tp = (predicted & labels).sum(0).astype(float)
+  fp = (predicted & ~labels).sum(0).astype(float)
+  fn = (~predicted & labels).sum(0).astype(float)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+    recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+    f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+  micro = 2 * tp.sum() / max(1.0, 2 * tp.sum() + fp.sum() + fn.sum())
+  support = labels.sum(0)
+  macro = float(f1[support > 0].mean()) if (support > 0).any() else float("nan")
+  return {"micro_f1": float(micro), "macro_f1": macro, "precision": precision,
+          "recall": recall, "f1": f1, "support": support}
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+  """1-based ranks, ties sharing their average rank."""
+  values = np.asarray(values)
+  order = np.argsort(values, kind="mergesort")
+  ranks = np.empty(len(values))
+  sorted_values = values[order]
+  starts = np.r_[0, np.nonzero(np.diff(sorted_values))[0] + 1]
+  ends = np.r_[starts[1:], len(values)]
+  for a, b in zip(starts, ends):
+    ranks[order[a:b]] = (a + b + 1) / 2.0
+  return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+  """Spearman's rank correlation (Pearson on average ranks); NaN if either is constant."""
+  ra, rb = average_ranks(a), average_ranks(b)
+  ra, rb = ra - ra.mean(), rb - rb.mean()
+  denominator = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+  return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2."""
+  labels = np.asarray(labels, bool)
+  positives, negatives = labels.sum(), (~labels).sum()
+  if positives == 0 or negatives == 0:
+    return float("nan")
+  ranks = average_ranks(scores)
+  return float((ranks[labels].sum() - positives * (positives + 1) / 2) /
+               (positives * negatives))
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray,
+                     target_precision: Optional[float] = None,
+                     target_recall: Optional[float] = None) -> dict:
+  """The keep threshold (keep = score >= threshold) for the user's goal, on labelled scores.
+
+  target_precision: the lowest threshold whose precision reaches it (the most kept at
+  that precision); target_recall: the highest threshold whose recall reaches it (the
+  fewest kept); neither: maximum F1.
+
+  Returns:
+    {"threshold", "goal", "precision", "recall", "f1"}; raises ValueError when no
+    threshold reaches the target.
+  """
+  labels = np.asarray(labels, bool)
+  if labels.sum() == 0:
+    raise ValueError("no positive example to choose a threshold on")
+  for name, target in (("target_precision", target_precision),
+                       ("target_recall", target_recall)):
+    if target is not None and not 0.0 < target <= 1.0:
+      raise ValueError(f"{name} must be in (0, 1], got {target}")
+  thresholds, precision, recall, f1 = threshold_curve(labels, scores)
+  if target_precision is not None:
+    ok = np.nonzero(precision >= target_precision)[0]
+    if not len(ok):
+      raise ValueError(f"no threshold reaches precision {target_precision} "
+                       f"(best: {precision.max():.3f})")
+    i, goal = ok[-1], f"precision >= {target_precision}"
+  elif target_recall is not None:
+    ok = np.nonzero(recall >= target_recall)[0]
+    i, goal = ok[0], f"recall >= {target_recall}"
+  else:
+    i, goal = int(np.argmax(f1)), "max F1"
+  return {"threshold": float(thresholds[i]), "goal": goal, "precision": float(precision[i]),
+          "recall": float(recall[i]), "f1": float(f1[i])}
+
+
+def confusion_matrix(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+  """Counts of kept (score >= threshold) and dropped examples, positives and negatives."""
+  labels = np.asarray(labels, bool)
+  keep = np.asarray(scores) >= threshold
+  return {"true_positive": int((keep & labels).sum()), "false_positive": int((keep & ~labels).sum()),
+          "false_negative": int((~keep & labels).sum()), "true_negative": int((~keep & ~labels).sum())}
+
+
+# Text: captions against their references.
 
 
 def edit_distance(a: str, b: str) -> int:

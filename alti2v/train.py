@@ -1,21 +1,21 @@
-"""Command line for training: absl flags → TrainConfig → alti2v.training.train.
+"""Command line for training: absl flags → TrainConfig → alti2v.tasks.train.
 
   python -m alti2v.train --flagfile configs/i2v.flags --data_dir DATASET --model_dir RUN
 
-Intentionally kept short: the logic lives in alti2v.training, which tests import.
+Intentionally kept short: the logic lives in alti2v.training (the loop) and alti2v.tasks
+(what is learned), which the tests import.
 """
 from absl import app, flags, logging
 
-from alti2v import config as config_lib
-from alti2v import training
+from alti2v import tasks
 from alti2v.models import backbones
+from alti2v.training import config as config_lib
 
 _DEFAULTS = config_lib.TrainConfig.__dataclass_fields__
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "tagger", ["tagger", "screen", "distill", "caption", "caption_ar"],
-                  "What to learn: tagger (multi-label tags), screen (keep/drop filter), "
-                  "distill (a student of the Cloud Vision API's label scores), caption "
-                  "(the original katakana captioner), caption_ar (Show and Tell).")
+flags.DEFINE_enum("task", "tagger", [t.name for t in tasks.all_tasks()],
+                  "What to learn: " + ", ".join(f"{t.name} ({t.description})"
+                                                for t in tasks.all_tasks()) + ".")
 flags.DEFINE_string("data_dir", None, "Dataset directory (from a beam_jobs builder).")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and the model go.")
 flags.DEFINE_integer("image_size", 224, "Side of the square model input, pixels.")
@@ -50,6 +50,7 @@ flags.mark_flags_as_required(["data_dir", "model_dir"])
 
 
 def config_from_flags() -> config_lib.TrainConfig:
+  """The TrainConfig the parsed flags describe (one flag per field)."""
   return config_lib.TrainConfig(**{name: FLAGS[name].value for name in _DEFAULTS})
 
 
@@ -57,7 +58,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
   try:
-    info = training.train(config_from_flags())
+    info = tasks.train(config_from_flags())
   except (ValueError, backbones.WeightsDownloadError) as e:
     # A run that cannot start (bad settings, no validation split, no weights) says
     # what to do in one line; a traceback would bury it.

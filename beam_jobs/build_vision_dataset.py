@@ -2,7 +2,7 @@
 
   python -m beam_jobs.build_vision_dataset --input_dir IMAGES --labels_dir JSON_DIR --output_dir DATASET
 
-Same stages as the other builders (beam_jobs.stages). The label of IMAGES/a/b.jpg is
+Same stages as every builder (beam_jobs.stages). The label of IMAGES/a/b.jpg is
 JSON_DIR/a/b.jpg.json: its labelAnnotations (description → normalised name, score). The
 vocabulary is the --num_labels most frequent names of the train split; each record stores
 label ids and the teacher's scores. Malformed JSON and responses carrying an "error" are
@@ -16,17 +16,19 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 
-from alti2v import features as features_lib
-from alti2v import imaging
-from beam_jobs import build_tagged_dataset
-from beam_jobs import stages
-from beam_jobs import vision_labels
+from alti2v.data import features as features_lib
+from alti2v.data import imaging
+from alti2v.tasks import distill
+from beam_jobs import vision_client
+from beam_jobs.stages import files
+from beam_jobs.stages import job
+from beam_jobs.stages import vocabulary
+from beam_jobs.stages import write
+from beam_jobs.stages.elements import Candidate, ImageRecord
 
-DEFAULT_DATASET_NAME = "vision_labels"
 
-
-def parse_response(text: str, source: str) -> tuple[tuple[str, float], ...]:
-  """(name, score) pairs of an AnnotateImageResponse, best score kept per name.
+def parse_response(text: str, source: str) -> vocabulary.NamedLabels:
+  """The names and scores of an AnnotateImageResponse, by name, best score kept per name.
 
   Raises:
     imaging.Rejected: malformed JSON, an error response, or no labels.
@@ -34,84 +36,85 @@ def parse_response(text: str, source: str) -> tuple[tuple[str, float], ...]:
   try:
     response = json.loads(text)
   except ValueError as e:
-    raise imaging.Rejected(imaging.MALFORMED_LABEL_FILE, f"{source}: {e}") from None
+    raise imaging.Rejected(distill.MALFORMED_LABEL_FILE, f"{source}: {e}") from None
   if not isinstance(response, dict):
-    raise imaging.Rejected(imaging.MALFORMED_LABEL_FILE, f"{source}: not a JSON object")
+    raise imaging.Rejected(distill.MALFORMED_LABEL_FILE, f"{source}: not a JSON object")
   if "error" in response:
     error = response["error"] if isinstance(response["error"], dict) else {}
-    raise imaging.Rejected(imaging.API_ERROR, f"{source}: code {error.get('code')}: "
+    raise imaging.Rejected(distill.API_ERROR, f"{source}: code {error.get('code')}: "
                            f"{error.get('message')}")
   best: dict[str, float] = {}
   try:
     for annotation in response.get("labelAnnotations", []):
-      name = build_tagged_dataset.normalize_tag(annotation["description"])
+      name = vocabulary.normalize_name(annotation["description"])
       score = float(annotation["score"])
       if not 0.0 <= score <= 1.0:
         raise ValueError(f"score {score} outside [0, 1]")
       if name:
         best[name] = max(score, best.get(name, 0.0))
   except (KeyError, TypeError, ValueError) as e:
-    raise imaging.Rejected(imaging.MALFORMED_LABEL_FILE,
+    raise imaging.Rejected(distill.MALFORMED_LABEL_FILE,
                            f"{source}: bad labelAnnotations: {e}") from None
   if not best:
-    raise imaging.Rejected(imaging.NO_TAGS, f"{source}: no labelAnnotations")
-  return tuple(sorted(best.items()))
+    raise imaging.Rejected(features_lib.NO_TAGS, f"{source}: no labelAnnotations")
+  names = sorted(best)
+  return vocabulary.NamedLabels(tuple(names), tuple(best[n] for n in names))
 
 
-def label_reader(input_dir: str, labels_dir: str):
-  def read_label(candidate: stages.Candidate):
-    path = vision_labels.json_path(candidate.image_path, input_dir, labels_dir)
+class VisionDatasetBuilder(job.DatasetBuilder):
+  """Images + Vision JSON → ImageRecord[NamedLabels] (with scores) → ImageRecord[LabelIds]."""
+  module = "beam_jobs.build_vision_dataset"
+  description = __doc__.split("\n\n")[0]
+  default_dataset_name = "vision_labels"
+  input_help = "Folder tree of images; local or gs://."
+  dataset_description = ("Images with Cloud Vision label scores, built by alti2v's "
+                         "build_vision_dataset.")
+
+  def add_flags(self, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels_dir", required=True,
+                        help="The JSON files of vision_labels (same tree, .json).")
+    vocabulary.add_flags(parser, "label")
+
+  def validate(self, args: argparse.Namespace) -> None:
+    vocabulary.validate_flags(args, "label")
+
+  def read_label(self, candidate: Candidate, args: argparse.Namespace
+                 ) -> vocabulary.NamedLabels:
+    """The labels of the image's JSON in --labels_dir; raises imaging.Rejected."""
+    path = files.mirrored_path(candidate.image_path, args.input_dir, args.labels_dir,
+                               vision_client.RESPONSE_SUFFIX)
     try:
-      text = stages.read_bytes(path).decode("utf-8", errors="replace")
+      text = files.read_bytes(path).decode("utf-8", errors="replace")
     except (OSError, IOError):
-      raise imaging.Rejected(imaging.NO_LABEL_FILE, f"no {path}") from None
+      raise imaging.Rejected(features_lib.NO_LABEL_FILE, f"no {path}") from None
     return parse_response(text, path)
-  return read_label
+
+  def label_examples(self, with_split: beam.PCollection,
+                     args: argparse.Namespace) -> job.Labelled:
+    examples, names, label_counts, unknown = with_split | "Vocabulary" >> (
+        vocabulary.LabelVocabulary(args.num_labels, args.min_label_count))
+    return job.Labelled(examples, names, label_counts, (unknown,))
+
+  def features(self, names: Sequence[str]):
+    return distill.scored_features(names)
+
+  def to_example(self, record: ImageRecord[vocabulary.LabelIds]) -> dict:
+    return {**write.example_fields(record), distill.LABELS: list(record.label.ids),
+            distill.LABEL_SCORES: [float(s) for s in record.label.scores]}
+
+  def describe(self, names: Sequence[str], label_counts) -> tuple[dict, str]:
+    """The vocabulary size, and tag_counts.tsv (per label)."""
+    return ({"vocabulary_size": len(names)},
+            vocabulary.label_counts_tsv(label_counts, names))
 
 
-def to_example(record: stages.ImageRecord) -> dict:
-  ids, scores = record.label
-  return {**stages.example_fields(record), features_lib.LABELS: list(ids),
-          features_lib.LABEL_SCORES: [float(s) for s in scores]}
-
-
-def build_parser() -> argparse.ArgumentParser:
-  parser = stages.base_parser(
-      "python -m beam_jobs.build_vision_dataset", __doc__.split("\n\n")[0],
-      input_help="Folder tree of images; local or gs://.", default_name=DEFAULT_DATASET_NAME)
-  parser.add_argument("--labels_dir", required=True,
-                      help="The JSON files of vision_labels (same tree, .json).")
-  stages.add_vocabulary_args(parser, "label")
-  return parser
-
-
-def validate_args(args: argparse.Namespace) -> None:
-  stages.validate_vocabulary_args(args, "label")
-  stages.validate_common_args(args)
-
-
-def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
-  with_split, rejected = p | "Images" >> stages.ImagesBySplit(
-      args, None, label_reader(args.input_dir, args.labels_dir))
-  # (split, ImageRecord with ((name, score), ...))
-  examples, vocabulary, label_counts, unknown = with_split | "Vocabulary" >> (
-      stages.LabelVocabulary(args.num_labels, args.min_label_count))
-  # (split, ImageRecord with label ids)
-  _ = examples | "WriteDataset" >> stages.WriteDataset(
-      args, (*rejected, unknown), features_lib.scored_features,
-      to_example, vocabulary, label_counts, describe,
-      "Images with Cloud Vision label scores, built by alti2v's build_vision_dataset.")
-
-
-def describe(vocabulary: Sequence[str], label_counts) -> tuple[dict, str]:
-  return ({"builder": "beam_jobs.build_vision_dataset", "vocabulary_size": len(vocabulary)},
-          stages.label_counts_tsv(label_counts, vocabulary))
+BUILDER = VisionDatasetBuilder()
 
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
   """Parses argv, builds the dataset, and returns the finished Beam result (metrics)."""
-  return stages.run_job(argv, build_parser(), validate_args, build_pipeline)
+  return BUILDER.run(argv)
 
 
 if __name__ == "__main__":
-  stages.main(run, build_parser())
+  BUILDER.main()

@@ -27,6 +27,9 @@ DEFAULT_ENDPOINT = "https://vision.googleapis.com/v1/images:annotate"
 MAX_IMAGES_PER_REQUEST = 16  # The API's limit for images:annotate.
 MAX_REQUEST_BYTES = 10 * 2**20  # The API's JSON request size limit.
 RETRY_CODES = (429, 500, 502, 503, 504)
+# vision_labels writes the response for IMAGES/a/b.jpg to JSON_DIR/a/b.jpg.json (a.png has
+# its own), and build_vision_dataset reads it from there.
+RESPONSE_SUFFIX = ".json"
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -5,7 +5,9 @@
 IMAGES/a/b.jpg gets JSON_DIR/a/b.jpg.json: the image's AnnotateImageResponse, exactly as the
 API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed).
 Images that already have a JSON without an error are skipped (with --noretry_errors, those
-with an error too), so a re-run is free and resumable. Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client.
+with an error too), so a re-run is free and resumable. Unreadable images go to
+JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client; the flags and the run are
+beam_jobs.stages.job's, as for every Beam job.
 """
 from __future__ import annotations
 
@@ -14,24 +16,27 @@ import json
 import logging
 import os
 import uuid
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 
-from alti2v import imaging
-from beam_jobs import stages
+from alti2v.data import imaging
 from beam_jobs import vision_client
+from beam_jobs.stages import elements
+from beam_jobs.stages import files
+from beam_jobs.stages import flags
+from beam_jobs.stages import job
+from beam_jobs.stages import read
+from beam_jobs.stages.elements import REJECTED, Candidate
 
 DEFAULT_KEY_ENV = "VISION_API_KEY"
 
 
 def json_path(image_path: str, input_dir: str, output_dir: str) -> str:
   """JSON_DIR/<path of the image below IMAGES>.json (a.jpg → a.jpg.json: a.png has its own)."""
-  root = input_dir.rstrip("/") + "/"
-  relative = image_path[len(root):] if image_path.startswith(root) else os.path.basename(
-      image_path)
-  return FileSystems.join(output_dir, relative + ".json")
+  return files.mirrored_path(image_path, input_dir, output_dir, vision_client.RESPONSE_SUFFIX)
 
 
 def write_json_atomically(path: str, value: dict) -> None:
@@ -39,11 +44,11 @@ def write_json_atomically(path: str, value: dict) -> None:
   with FileSystems.create(tmp) as f:
     f.write(json.dumps(value, ensure_ascii=False).encode("utf-8"))
   if FileSystems.exists(path):
-    stages.delete_paths([path])
+    files.delete_paths([path])
   FileSystems.rename([tmp], [path])
 
 
-def needs_labels(candidate: stages.Candidate, input_dir: str, output_dir: str,
+def needs_labels(candidate: Candidate, input_dir: str, output_dir: str,
                  retry_errors: bool) -> bool:
   """False for an image whose JSON exists (and holds no error, with retry_errors)."""
   path = json_path(candidate.image_path, input_dir, output_dir)
@@ -56,7 +61,7 @@ def needs_labels(candidate: stages.Candidate, input_dir: str, output_dir: str,
           return True
     except ValueError:
       return True  # A malformed JSON (e.g. hand-edited): label again.
-  stages.counter("skipped_already_labelled").inc()
+  elements.counter("skipped_already_labelled").inc()
   return False
 
 
@@ -67,18 +72,17 @@ class Shrink(beam.DoFn):
     self._minimize = minimize
     self._max_pixels = max_pixels
 
-  def process(self, candidate: stages.Candidate):
+  def process(self, candidate: Candidate):
     path = candidate.image_path
     try:
-      data = stages.read_bytes(path)
+      data = files.read_bytes(path)
       if self._minimize:
         data = imaging.decode_and_resize(data, self._minimize, self._max_pixels).jpeg
     except imaging.Rejected as e:
-      yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(path, e.reason, e.detail))
+      yield elements.rejected(path, e.reason, e.detail)
       return
     except OSError as e:
-      yield beam.pvalue.TaggedOutput(stages.REJECTED, stages.rejection(
-          path, imaging.UNREADABLE, str(e)))
+      yield elements.rejected(path, imaging.UNREADABLE, str(e))
       return
     yield path, data
 
@@ -100,9 +104,9 @@ class Annotate(beam.DoFn):
         key, endpoint=self._args.endpoint, max_results=self._args.max_results,
         max_retries=self._args.max_retries, max_qps=self._args.max_qps,
         initial_backoff=self._args.initial_backoff)
-    self._labelled = stages.counter("images_labelled")
-    self._errors = stages.counter("images_with_errors")
-    self._retries = stages.counter("requests_retried")
+    self._labelled = elements.counter("images_labelled")
+    self._errors = elements.counter("images_with_errors")
+    self._retries = elements.counter("requests_retried")
 
   def process(self, batch):
     paths = [p for p, _ in batch]
@@ -120,90 +124,91 @@ class Annotate(beam.DoFn):
       yield path, "error" not in response
 
 
-def build_parser() -> argparse.ArgumentParser:
-  parser = stages.job_parser("python -m beam_jobs.vision_labels", __doc__.split("\n\n")[0])
-  parser.add_argument("--input_dir", required=True, help="Images (any depth); local or gs://.")
-  parser.add_argument("--output_dir", required=True, help="Where the JSON files go.")
-  parser.add_argument("--endpoint", default=vision_client.DEFAULT_ENDPOINT,
-                      help="images:annotate URL (a test server, a proxy, a region).")
-  parser.add_argument("--api_key_env", default=DEFAULT_KEY_ENV,
-                      help="Environment variable that holds the API key.")
-  parser.add_argument("--max_results", type=int, default=50,
-                      help="maxResults of LABEL_DETECTION.")
-  parser.add_argument("--minimize", type=int, default=640,
-                      help="Shrink images to this longer side before upload (0 = send "
-                      "the files as they are).")
-  parser.add_argument("--max_pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
-                      help="Larger images are rejected unread.")
-  parser.add_argument("--batch_size", type=int, default=16,
-                      help="Images per request (the API allows 16).")
-  parser.add_argument("--max_qps", type=float, default=0.0,
-                      help="Requests per second per worker (0 = no cap). The job's total "
-                      "is up to max_qps x workers: divide your quota by the workers.")
-  parser.add_argument("--max_retries", type=int, default=6,
-                      help="Retries of a request answered 429 or 5xx (exponential backoff "
-                      "with full jitter, from --initial_backoff, capped at 32 s).")
-  parser.add_argument("--initial_backoff", type=float, default=1.0,
-                      help="Seconds before the first retry; doubles each retry.")
-  parser.add_argument("--retry_errors", action=stages.BoolFlag, default=True,
-                      help="Label again the images whose JSON holds an error "
-                      "(--noretry_errors: skip them too, nothing is asked or billed twice).")
-  return parser
+class VisionLabelsJob(job.Job):
+  """Images → Candidate → (path, JPEG to upload) → batches → one JSON per image; rejected.jsonl."""
+  module = "beam_jobs.vision_labels"
+  description = __doc__.split("\n\n")[0]
 
+  def add_flags(self, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input_dir", required=True, help="Images (any depth); local or gs://.")
+    parser.add_argument("--output_dir", required=True, help="Where the JSON files go.")
+    parser.add_argument("--endpoint", default=vision_client.DEFAULT_ENDPOINT,
+                        help="images:annotate URL (a test server, a proxy, a region).")
+    parser.add_argument("--api_key_env", default=DEFAULT_KEY_ENV,
+                        help="Environment variable that holds the API key.")
+    parser.add_argument("--max_results", type=int, default=50,
+                        help="maxResults of LABEL_DETECTION.")
+    parser.add_argument("--minimize", type=int, default=640,
+                        help="Shrink images to this longer side before upload (0 = send "
+                        "the files as they are).")
+    parser.add_argument("--max_pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
+                        help="Larger images are rejected unread.")
+    parser.add_argument("--batch_size", type=int, default=16,
+                        help="Images per request (the API allows 16).")
+    parser.add_argument("--max_qps", type=float, default=0.0,
+                        help="Requests per second per worker (0 = no cap). The job's total "
+                        "is up to max_qps x workers: divide your quota by the workers.")
+    parser.add_argument("--max_retries", type=int, default=6,
+                        help="Retries of a request answered 429 or 5xx (exponential backoff "
+                        "with full jitter, from --initial_backoff, capped at 32 s).")
+    parser.add_argument("--initial_backoff", type=float, default=1.0,
+                        help="Seconds before the first retry; doubles each retry.")
+    parser.add_argument("--retry_errors", action=flags.BoolFlag, default=True,
+                        help="Label again the images whose JSON holds an error "
+                        "(--noretry_errors: skip them too, nothing is asked or billed twice).")
 
-def build_pipeline(p: beam.Pipeline, args: argparse.Namespace) -> None:
-  discovered = p | "Discover" >> stages.DiscoverImages(args.input_dir, None)
-  shrunk = (
-      discovered.candidates
-      | "SkipLabelled" >> beam.Filter(needs_labels, args.input_dir, args.output_dir,
-                                      args.retry_errors)
-      | "Shrink" >> beam.ParDo(Shrink(args.minimize, args.max_pixels)).with_outputs(
-          stages.REJECTED, main="images"))
-  # (path, JPEG bytes)
-  _ = (
-      shrunk.images
-      | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=args.batch_size)
-      # [(path, JPEG bytes)] of at most batch_size
-      | "Annotate" >> beam.ParDo(Annotate(args)))
-  _ = (
-      (discovered[stages.REJECTED], shrunk[stages.REJECTED])
-      | "AllRejections" >> beam.Flatten()
-      | "CountRejections" >> beam.Map(stages.count_rejection)
-      | "Gather" >> beam.combiners.ToList()
-      | "WriteRejected" >> beam.Map(_write_rejected, args.output_dir))
+  def validate(self, args: argparse.Namespace) -> None:
+    if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
+      raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
+    vision_client.check_endpoint(args.endpoint)
+    if not os.environ.get(args.api_key_env):
+      raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
+                       "(it is read from there only, never from a flag)")
+
+  # prepare: the base's (create --output_dir). A non-empty output is normal here:
+  # existing JSON files are what makes re-runs free.
+
+  def build_pipeline(self, p: beam.Pipeline, args: argparse.Namespace) -> None:
+    discovered = p | "Discover" >> read.DiscoverImages(args.input_dir, None)
+    shrunk = (
+        discovered.candidates
+        | "SkipLabelled" >> beam.Filter(needs_labels, args.input_dir, args.output_dir,
+                                        args.retry_errors)
+        | "Shrink" >> beam.ParDo(Shrink(args.minimize, args.max_pixels)).with_outputs(
+            REJECTED, main="images"))
+    # (path, JPEG bytes)
+    _ = (
+        shrunk.images
+        | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=args.batch_size)
+        # [(path, JPEG bytes)] of at most batch_size
+        | "Annotate" >> beam.ParDo(Annotate(args)))
+    _ = (
+        (discovered[REJECTED], shrunk[REJECTED])
+        | "AllRejections" >> beam.Flatten()
+        | "CountRejections" >> beam.Map(elements.count_rejection)
+        | "Gather" >> beam.combiners.ToList()
+        | "WriteRejected" >> beam.Map(_write_rejected, args.output_dir))
+
+  def summarize(self, args, result) -> dict[str, Any]:
+    """The job's counters (images labelled, with errors, skipped, rejected, retries)."""
+    counts = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(elements.NAMESPACE))["counters"]}
+    return dict(sorted(counts.items()))
 
 
 def _write_rejected(rejections, output_dir):
   rejections = sorted(rejections, key=lambda r: r["path"])
-  with FileSystems.create(FileSystems.join(output_dir, "rejected.jsonl")) as f:
+  with FileSystems.create(files.join(output_dir, "rejected.jsonl")) as f:
     f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections).encode())
 
 
-def validate_args(args: argparse.Namespace) -> None:
-  if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
-    raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
-  vision_client.check_endpoint(args.endpoint)
-  if not os.environ.get(args.api_key_env):
-    raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
-                     "(it is read from there only, never from a flag)")
-
-
-def _make_output_dir(args: argparse.Namespace) -> None:
-  # A non-empty output is normal here: existing JSON files are what makes re-runs free.
-  if not FileSystems.exists(args.output_dir):
-    FileSystems.mkdirs(args.output_dir)
+JOB = VisionLabelsJob()
 
 
 def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
   """Labels the images of --input_dir; returns the finished Beam result (metrics)."""
-  return stages.run_job(argv, build_parser(), validate_args, build_pipeline,
-                        prepare=_make_output_dir)
+  return JOB.run(argv)
 
 
 if __name__ == "__main__":
-  logging.getLogger().setLevel(logging.INFO)
-  result = run()
-  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=ungrouped-imports
-  counts = {c.key.metric.name: c.committed for c in result.metrics().query(
-      MetricsFilter().with_namespace(stages.NAMESPACE))["counters"]}
-  print(json.dumps(dict(sorted(counts.items())), indent=2))
+  JOB.main()

@@ -28,9 +28,9 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alti2v import sample_data  # pylint: disable=wrong-import-position
+from alti2v.data import samples  # pylint: disable=wrong-import-position
 from beam_jobs import build_tagged_dataset  # pylint: disable=wrong-import-position
-from alti2v import imaging  # pylint: disable=wrong-import-position
+from alti2v.data import imaging  # pylint: disable=wrong-import-position
 
 IMAGE_SIZE = 256  # The builder's default --image_size.
 
@@ -42,7 +42,7 @@ def make_scrape(root: str, num_images: int) -> list[str]:
   noise = rng.normal(0, 6, (800, 1000, 3))  # JPEG entropy closer to a real picture.
   paths = []
   for i in range(num_images):
-    sample = sample_data.draw_sample(i, seed=1)
+    sample = samples.draw_sample(i, seed=1)
     base = np.asarray(sample.image.resize((1000, 800), Image.Resampling.BILINEAR), float)
     shift = i % 97
     pixels = np.clip(base + np.roll(noise, shift, axis=1), 0, 255).astype(np.uint8)

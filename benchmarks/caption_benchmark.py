@@ -11,8 +11,9 @@ says END early, so every caption runs all 51 steps (the worst case). Printed, ea
             what training computes; a decoder cannot be faster, it needs 51 dependent steps)
   greedy    Decoder.generate(beam_size=1): one LSTM-cell step per character for the batch
   beam 3    Decoder.generate(beam_size=3): every image's 3 beams in one step call
+  before    greedy as it was decoded before: batched, the whole model re-run per character
   one-image the reference decoder (the whole model re-run at every step, one image at a
-            time), the way captions were decoded before
+            time), the way beam search ran before
 """
 from __future__ import annotations
 
@@ -28,10 +29,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from alti2v import caption as caption_lib  # noqa: E402
-from alti2v import captions  # noqa: E402
 from alti2v import tasks  # noqa: E402
-from alti2v.config import TrainConfig  # noqa: E402
+from alti2v.tasks.caption import decode as caption_lib  # noqa: E402
+from alti2v.tasks.caption import vocabulary as captions  # noqa: E402
+from alti2v.training.config import TrainConfig  # noqa: E402
+
+
+def _greedy_rerunning_the_model(model, images) -> np.ndarray:
+  """The decoder before Decoder: batched, but the whole model re-run for every character."""
+  batch, length = len(images), captions.CAPTION_LENGTH
+  caption_in = np.zeros((batch, length), np.int32)
+  caption_in[:, 0] = captions.START
+  out = np.zeros((batch, length), np.int32)
+  done = np.zeros(batch, bool)
+  for t in range(length):
+    chosen = np.asarray(model.predict_on_batch(
+        {"image": images, "caption_in": caption_in}))[:, t].argmax(-1)
+    chosen[done] = captions.PAD
+    out[:, t] = chosen
+    done |= chosen == captions.END
+    if done.all():
+      break
+    if t + 1 < length:
+      caption_in[:, t + 1] = chosen
+  return out
 
 
 def _rate(fn, images_per_call: int, repeats: int) -> float:
@@ -55,7 +76,7 @@ def main() -> None:
     config = TrainConfig(task="caption_ar", data_dir="-", model_dir=tempfile.mkdtemp(),
                          backbone="small", weights="none", image_size=64,
                          hidden_units=256, mixed_precision="float32")
-    model = tasks.build_model(config, args.vocabulary)
+    model = tasks.get_task(config.task).build_model(config, args.vocabulary)
   size = model.input["image"].shape[1]
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (args.batch_size, size, size, 3), dtype=np.uint8)
@@ -70,6 +91,8 @@ def main() -> None:
                                 args.batches)),
       ("beam 3, batched", _rate(lambda: decoder.generate(images, 3), args.batch_size,
                                 args.batches)),
+      ("greedy, batched, the whole model re-run per character (before)",
+       _rate(lambda: _greedy_rerunning_the_model(model, images), args.batch_size, 1)),
       ("greedy, one image at a time (reference)",
        _rate(lambda: caption_lib.beam_search_reference(model, images[0], 1), 1, 2)),
       ("beam 3, one image at a time (reference)",

@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 def stored_jpegs(data_dir: str, limit: int) -> list[bytes]:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  from alti2v import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
+  from alti2v.data import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
   builder = dataset_lib.load_builder(data_dir)
   ds = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
   return [ex["image"] for ex in tfds.as_numpy(ds.take(limit))]
@@ -58,7 +58,7 @@ def measure_ceiling(data_dir: str, n: int) -> dict:
   """Single-core: decode + bring to 224x224, one image per call, in a plain loop."""
   os.sched_setaffinity(0, {0})
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from alti2v import input_pipeline  # pylint: disable=import-outside-toplevel
+  from alti2v.data import input_pipeline  # pylint: disable=import-outside-toplevel
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   jpegs = stored_jpegs(data_dir, n)
@@ -74,7 +74,7 @@ def measure_ceiling(data_dir: str, n: int) -> dict:
 
 
 def measure_input_fn(data_dir: str, n: int) -> dict:
-  from alti2v import input_pipeline  # pylint: disable=import-outside-toplevel
+  from alti2v.data import input_pipeline  # pylint: disable=import-outside-toplevel
   batch = 64
   ds = input_pipeline.input_fn(data_dir, "train", batch, training=True,
                                image_size=IMAGE_SIZE, seed=0)

@@ -24,18 +24,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def make_model_dir(model_dir: str, image_size: int) -> None:
   """A screening-filter model_dir as training would leave it (untrained weights)."""
-  from alti2v import config as config_lib, tasks, training  # pylint: disable=import-outside-toplevel
+  from alti2v import tasks  # pylint: disable=import-outside-toplevel
+  from alti2v.training import config as config_lib, run_dir  # pylint: disable=import-outside-toplevel
   os.makedirs(model_dir, exist_ok=True)
   config = config_lib.TrainConfig(task="screen", data_dir="-", model_dir=model_dir,
                                   backbone="vgg16", weights="none", image_size=image_size,
                                   hidden_units=2048, mixed_precision="float32")
-  model = tasks.build_model(config, 1)
-  model.save(os.path.join(model_dir, training.MODEL_FILE))
+  model = tasks.get_task("screen").build_model(config, 1)
+  model.save(os.path.join(model_dir, run_dir.MODEL_FILE))
   with open(os.path.join(model_dir, "label.labels.txt"), "w", encoding="utf-8") as f:
     f.write("negative\npositive\n")
-  training.write_json(os.path.join(model_dir, training.MODEL_INFO_FILE), {
+  run_dir.write_json(os.path.join(model_dir, run_dir.MODEL_INFO_FILE), {
       "task": "screen", "image_size": image_size, "stored_image_size": 256,
-      "vocabulary_file": "label.labels.txt", "num_outputs": 1, "model": training.MODEL_FILE})
+      "vocabulary_file": "label.labels.txt", "num_outputs": 1, "model": run_dir.MODEL_FILE})
 
 
 def original_loop(model, paths: list[str], out_dir: str, image_size: int) -> float:
@@ -66,7 +67,7 @@ def main() -> None:
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import build_benchmark  # pylint: disable=import-outside-toplevel
-  from alti2v import screen  # pylint: disable=import-outside-toplevel
+  from alti2v.tasks.screen import sorting  # pylint: disable=import-outside-toplevel
   workdir = tempfile.mkdtemp(prefix="alti2v_screen_bench_")
   try:
     model_dir = os.path.join(workdir, "model")
@@ -90,7 +91,7 @@ def main() -> None:
     ours_in = os.path.join(workdir, "ours_in")
     shutil.copytree(source, ours_in)
     start = time.perf_counter()
-    screen.screen(model_dir, ours_in, os.path.join(workdir, "ours_out"), mode="move",
+    sorting.screen(model_dir, ours_in, os.path.join(workdir, "ours_out"), mode="move",
                   threshold=0.5, batch_size=args.batch_size)
     ours = args.num_images / (time.perf_counter() - start)
 

@@ -42,7 +42,7 @@ echo "(true tags of 000000: $(tr '\n' ' ' < "$OUT/images/0000/000000.txt"))"
 
 echo "== 7. screening filter: hand-sorted positive/ (a red circle) and negative/ folders"
 rm -rf "$OUT/sorted" "$OUT/scraped" "$OUT/screened"
-step python -m alti2v.sample_data "$OUT/sorted" --layout folders --num_images 800 --seed 1
+step python -m alti2v.sample_data "$OUT/sorted" --layout folders --num_images 2000 --seed 1
 step python -m beam_jobs.build_folder_dataset \
   --input_dir "$OUT/sorted" --output_dir "$OUT/screen_dataset" --image_size 64 --overwrite \
   | grep -A 30 class_counts | head -n 16
@@ -56,12 +56,13 @@ step python -m alti2v.screen --model_dir "$OUT/screen_model" --input_dir "$OUT/s
   --output_dir "$OUT/screened" --mode copy --noprogress
 step python - "$OUT/screened/scores.csv" <<'PY'
 import csv, os, sys
-from alti2v import sample_data
+from alti2v.data import samples
+from alti2v.tasks import screen
 rows = list(csv.DictReader(open(sys.argv[1])))
 hits = {"ok": [0, 0], "ng": [0, 0]}
 for r in rows:
   index = int(os.path.basename(r["path"]).split("_")[1].split(".")[0])
-  truth = sample_data.MOTIF in sample_data.draw_sample(index, 2).tags
+  truth = screen.MOTIF in samples.draw_sample(index, 2).tags
   hits[r["decision"]][truth] += 1
 print(f"ok/: {sum(hits['ok'])} images, {hits['ok'][1]} of them show a red circle; "
       f"ng/: {sum(hits['ng'])} images, {hits['ng'][1]} of them show one")
@@ -78,7 +79,8 @@ trap 'kill $FAKE_SERVER 2>/dev/null' EXIT
 for _ in $(seq 100); do [ -s "$OUT/fake_vision.url" ] && break; sleep 0.1; done
 [ -s "$OUT/fake_vision.url" ] || { tail -n 40 "$LOG"; echo "the fake Vision server did not start" >&2; exit 1; }
 step python -m beam_jobs.vision_labels --input_dir "$OUT/vision_images" \
-  --output_dir "$OUT/vision_labels" --endpoint "$(cat "$OUT/fake_vision.url")" | tail -n 1
+  --output_dir "$OUT/vision_labels" --endpoint "$(cat "$OUT/fake_vision.url")" | tr -s ' \n' ' '
+echo
 kill $FAKE_SERVER 2>/dev/null || true; trap - EXIT; unset VISION_API_KEY
 echo "(one reply: $OUT/vision_labels/scraped_000000.jpg.json: $(head -c 150 "$OUT/vision_labels/scraped_000000.jpg.json")...)"
 step python -m beam_jobs.build_vision_dataset --input_dir "$OUT/vision_images" \

@@ -20,11 +20,11 @@ tf.config.set_logical_device_configuration(
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
   """(images_dir, data_dir): 60 sample images stored at 32 px, 2 shards per split."""
-  from alti2v import sample_data
+  from alti2v.tasks import tagger
   from beam_jobs import build_tagged_dataset
   root = tmp_path_factory.mktemp("tiny")
   images, data = root / "images", root / "dataset"
-  sample_data.write_corpus(str(images), 60, seed=3)
+  tagger.write_corpus(str(images), 60, seed=3)
   build_tagged_dataset.run([
       "--input_dir", str(images), "--output_dir", str(data), "--image_size", "32",
       "--num_shards", "2", "--val_fraction", "0.25", "--test_fraction", "0.25",
@@ -34,7 +34,7 @@ def tiny_dataset(tmp_path_factory):
 
 def tiny_config(data_dir, model_dir, **overrides):
   """The demo config shrunk to seconds: small CNN, 32 px, a few steps."""
-  from alti2v.config import TrainConfig
+  from alti2v.training.config import TrainConfig
   values = dict(task="tagger", data_dir=data_dir, model_dir=str(model_dir),
                 backbone="small", weights="none", image_size=32, batch_size=8,
                 epochs=1, steps_per_epoch=2, hidden_units=16, dropout=0.3,
@@ -46,23 +46,24 @@ def tiny_config(data_dir, model_dir, **overrides):
 @pytest.fixture(scope="session")
 def trained_tagger(tiny_dataset, tmp_path_factory):
   """(data_dir, model_dir) of a tagger trained for a few steps on tiny_dataset."""
-  from alti2v import training
+  from alti2v import tasks
   _, data_dir = tiny_dataset
   model_dir = tmp_path_factory.mktemp("tagger")
-  training.train(tiny_config(data_dir, model_dir, epochs=2, steps_per_epoch=3))
+  tasks.train(tiny_config(data_dir, model_dir, epochs=2, steps_per_epoch=3))
   return data_dir, str(model_dir)
 
 
 @pytest.fixture(scope="session")
 def screen_dataset(tmp_path_factory):
   """(sorted_dir, data_dir): 40 images in positive/ and negative/ at 32 px, plus one outside."""
-  from alti2v import sample_data
+  from alti2v.data import samples
+  from alti2v.tasks import screen
   from beam_jobs import build_folder_dataset
   root = tmp_path_factory.mktemp("screen")
   sorted_dir, data = root / "sorted", root / "dataset"
-  sample_data.write_folders(str(sorted_dir), 40, seed=4)
+  screen.write_folders(str(sorted_dir), 40, seed=4)
   (sorted_dir / "unsorted").mkdir()
-  sample_data.draw_sample(999, 4).image.save(sorted_dir / "unsorted" / "x.jpg")
+  samples.draw_sample(999, 4).image.save(sorted_dir / "unsorted" / "x.jpg")
   build_folder_dataset.run([
       "--input_dir", str(sorted_dir), "--output_dir", str(data), "--image_size", "32",
       "--val_fraction", "0.25", "--test_fraction", "0.25",
@@ -73,8 +74,8 @@ def screen_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def screen_model(screen_dataset, tmp_path_factory):
   """model_dir of a screening filter trained for a few steps on screen_dataset."""
-  from alti2v import training
+  from alti2v import tasks
   _, data = screen_dataset
   model_dir = tmp_path_factory.mktemp("screen_model")
-  training.train(tiny_config(data, model_dir, task="screen", steps_per_epoch=3))
+  tasks.train(tiny_config(data, model_dir, task="screen", steps_per_epoch=3))
   return str(model_dir)

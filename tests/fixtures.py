@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from alti2v import sample_data
+from alti2v.tasks import tagger
+
+write_corpus = tagger.write_corpus  # The sample corpus in the Safebooru layout.
 
 
 def make_image_bytes(image: Image.Image, fmt: str, **save_args) -> bytes:
@@ -111,7 +113,7 @@ def write_scrape(root: str, num_images: int = 60, seed: int = 0) -> dict[str, tu
     or ("rejected", reason) for every input that must be in rejected.jsonl.
   """
   expected: dict[str, tuple] = {}
-  for path in sample_data.write_corpus(root, num_images, seed):
+  for path in write_corpus(root, num_images, seed):
     tags = open(os.path.splitext(path)[0] + ".txt", encoding="utf-8").read()
     expected[path] = ("ok", tags)
   for name, (make, tag) in VALID_ODD_FILES.items():

@@ -11,10 +11,13 @@ import pytest
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import features as features_lib
+from alti2v import dataset as dataset_command
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.tasks import tagger
 from beam_jobs import build_tagged_dataset as job
-from beam_jobs import stages
+from beam_jobs.stages import read
+from beam_jobs.stages import vocabulary as vocabulary_lib
 from tests import fixtures
 
 NUM_SHARDS = 3
@@ -40,7 +43,7 @@ def built(tmp_path_factory):
 def read_back(data_dir):
   """path → (split, tag names, stored JPEG bytes, height, width), via tfds as a user reads it."""
   builder = dataset_lib.load_builder(str(data_dir))
-  names = builder.info.features[features_lib.TAGS].feature.names
+  names = builder.info.features[tagger.TAGS].feature.names
   records = {}
   for split in builder.info.splits:
     ds = builder.as_dataset(split=split, decoders={
@@ -48,14 +51,15 @@ def read_back(data_dir):
     for ex in tfds.as_numpy(ds):
       path = ex[features_lib.PATH].decode()
       assert path not in records, f"{path} stored twice"
-      records[path] = (split, {names[i] for i in ex[features_lib.TAGS]},
+      records[path] = (split, {names[i] for i in ex[tagger.TAGS]},
                        ex[features_lib.IMAGE], int(ex[features_lib.HEIGHT]),
                        int(ex[features_lib.WIDTH]), ex[features_lib.CONTENT_HASH].decode())
   return records
 
 
 def vocabulary(data_dir):
-  with open(os.path.join(data_dir, features_lib.VOCABULARY_FILE), encoding="utf-8") as f:
+  path = os.path.join(data_dir, features_lib.vocabulary_file(tagger.TAGS))
+  with open(path, encoding="utf-8") as f:
     return f.read().split()
 
 
@@ -71,7 +75,7 @@ def test_every_valid_image_is_there_once_with_exactly_its_tags(built):
     with open(path, "rb") as f:
       data = f.read()
     assert content_hash == hashlib.sha256(data).hexdigest()
-    assert split == stages.split_of(content_hash, 0.15, 0.15)
+    assert split == read.split_of(content_hash, 0.15, 0.15)
     image = Image.open(io.BytesIO(jpeg))
     assert (image.format, image.mode) == ("JPEG", "RGB"), path
     assert image.size == (width, height) and max(width, height) <= 64
@@ -97,11 +101,11 @@ def test_vocabulary_is_built_from_the_train_split_only(built):
     if kind == "ok":
       with open(path, "rb") as f:
         h = hashlib.sha256(f.read()).hexdigest()
-      if stages.split_of(h, 0.15, 0.15) == "train":
+      if read.split_of(h, 0.15, 0.15) == "train":
         counts.update(job.parse_tags(tags))
-  assert vocabulary(out) == stages.top_labels(counts.items(), 5000, 1)
+  assert vocabulary(out) == vocabulary_lib.top_labels(counts.items(), 5000, 1)
   builder = dataset_lib.load_builder(str(out))
-  assert builder.info.features[features_lib.TAGS].feature.names == vocabulary(out)
+  assert builder.info.features[tagger.TAGS].feature.names == vocabulary(out)
 
 
 def test_tag_counts_match_the_records(built):
@@ -169,7 +173,7 @@ def test_a_tampered_shard_count_is_caught(built, tmp_path):
                      match=r"tagged_images-train\.tfrecord-00001-of-00003 holds \d+ "
                      r"records but dataset_info.json says"):
     dataset_lib.verify_dataset(str(copy))
-  assert dataset_lib.main(["x", str(copy)]) == 1
+  assert dataset_command.main(["x", str(copy)]) == 1
 
 
 def test_a_truncated_shard_is_caught(built, tmp_path):
@@ -192,7 +196,7 @@ def test_all_cores_give_the_same_records(built, tmp_path):
   shards = sorted(f for f in os.listdir(out) if ".tfrecord-" in f)
   assert shards == sorted(f for f in os.listdir(parallel) if ".tfrecord-" in f)
   for other in (parallel, other_mode):
-    for name in shards + [features_lib.REJECTED_FILE, features_lib.VOCABULARY_FILE,
+    for name in shards + [features_lib.REJECTED_FILE, features_lib.vocabulary_file(tagger.TAGS),
                           features_lib.TAG_COUNTS_FILE]:
       assert (out / name).read_bytes() == (other / name).read_bytes(), (other, name)
 
@@ -229,7 +233,7 @@ def test_overwrite_replaces_a_dataset(built, tmp_path):
   target = tmp_path / "target"
   shutil.copytree(out, target)
   small = tmp_path / "small"
-  fixtures.sample_data.write_corpus(str(small), 12, seed=5)
+  tagger.write_corpus(str(small), 12, seed=5)
   build(small, target, "--overwrite", "--num_shards", "1")
   assert sum(dataset_lib.verify_dataset(str(target)).values()) == 12
   assert not [f for f in os.listdir(target) if f.endswith(f"-of-{NUM_SHARDS:05d}")]
@@ -256,7 +260,7 @@ def test_gs_path_without_the_gcp_extra_says_what_to_install(tmp_path):
 
 def test_glob_characters_are_refused_and_overwrite_keeps_other_files(tmp_path):
   scrape = tmp_path / "in"
-  fixtures.sample_data.write_corpus(str(scrape), 8, seed=9)
+  tagger.write_corpus(str(scrape), 8, seed=9)
   with pytest.raises(ValueError, match=r"contains \*, \? or \["):
     build(scrape, tmp_path / "out[1]", "--num_shards", "1")
   out = tmp_path / "out"
@@ -284,3 +288,18 @@ def test_nooverwrite_is_accepted_and_the_last_boolean_wins(built):
     build(scrape, out, "--nooverwrite")
   with pytest.raises(FileExistsError, match="--overwrite"):
     build(scrape, out, "--overwrite", "--nooverwrite")
+
+
+def test_a_flagfile_gives_the_flags_and_stays_out_of_the_metadata(tmp_path):
+  scrape = tmp_path / "in"
+  tagger.write_corpus(str(scrape), 8, seed=9)
+  flagfile = tmp_path / "build.flags"
+  flagfile.write_text(f"# A small build.\n--input_dir={scrape}\n--num_shards=1\n"
+                      "--image_size=32\n--direct_num_workers=1\n")
+  out = tmp_path / "out"
+  job.run(["--flagfile", str(flagfile), "--output_dir", str(out), "--image_size", "48"])
+  with open(out / features_lib.METADATA_FILE, encoding="utf-8") as f:
+    build_args = json.load(f)["build_args"]
+  assert build_args["image_size"] == 48 and build_args["num_shards"] == 1
+  assert "flagfile" not in build_args
+  assert sum(dataset_lib.verify_dataset(str(out)).values()) == 8

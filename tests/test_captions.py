@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from alti2v import caption as caption_lib
-from alti2v import captions
-from alti2v import dataset as dataset_lib
-from alti2v import evaluate
-from alti2v import katakana
-from alti2v import sample_data
+from alti2v import metrics
 from alti2v import tasks
-from alti2v import training
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import samples
+from alti2v.tasks import caption
+from alti2v.tasks.caption import decode
+from alti2v.tasks.caption import katakana
+from alti2v.tasks.caption import sample_captions
+from alti2v.tasks.caption import vocabulary as captions
+from alti2v.training import run_dir
 from beam_jobs import build_caption_dataset
 from tests.conftest import tiny_config
 
@@ -72,13 +74,13 @@ def test_vocabulary_encode_decode_round_trip():
 @pytest.fixture(scope="module")
 def caption_dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp("captions")
-  coco_path = sample_data.write_captions(str(root), 40, seed=2)
+  coco_path = sample_captions.write_captions(str(root), 40, seed=2)
   coco = json.load(open(coco_path, encoding="utf-8"))
   coco["annotations"].append({"id": 10**6, "image_id": 0, "caption": "赤い" * 40})  # > 50
   coco["images"].append({"id": 999, "file_name": "missing.jpg"})
   coco["annotations"].append({"id": 10**6 + 1, "image_id": 999, "caption": "丸"})
   json.dump(coco, open(coco_path, "w", encoding="utf-8"), ensure_ascii=False)
-  sample_data.draw_sample(500, 2).image.save(root / "images" / "uncaptioned.jpg")
+  samples.draw_sample(500, 2).image.save(root / "images" / "uncaptioned.jpg")
   out = root / "dataset"
   build_caption_dataset.run([
       "--input_dir", str(root / "images"), "--captions_json", coco_path,
@@ -108,8 +110,8 @@ def test_builder_converts_keeps_all_captions_and_counts_truncation(caption_datas
         assert [captions.decode(i, vocabulary) for i in ex["caption_ids"]] == texts
   assert len(seen) == 40
   # In the file's order: the canonical caption first.
-  expected = [katakana.to_katakana(t) for t in sample_data.japanese_captions(
-      sample_data.draw_sample(7, 2), 7)]
+  expected = [katakana.to_katakana(t) for t in sample_captions.japanese_captions(
+      samples.draw_sample(7, 2), 7)]
   assert seen["000007.jpg"] == expected
   assert ("アカイ " * 13)[:50] in seen["000000.jpg"]  # cut to 50 characters
   for texts in seen.values():
@@ -120,17 +122,16 @@ def test_builder_converts_keeps_all_captions_and_counts_truncation(caption_datas
 
 
 def test_sample_captions_name_what_is_drawn_and_no_constant_does_well():
-  from alti2v import metrics
   references = []
   for index in range(300):
-    sample = sample_data.draw_sample(index, 3)
-    texts = sample_data.japanese_captions(sample, index)
+    sample = samples.draw_sample(index, 3)
+    texts = sample_captions.japanese_captions(sample, index)
     colours = {c for c, _ in sample.shapes}
     kinds = {k for _, k in sample.shapes}
     for text in texts:  # Every phrasing names a colour or kind that is drawn.
-      assert any(sample_data._JA_SHAPES[k][0] in text or sample_data._JA_SHAPES[k][1] in text
+      assert any(sample_captions._JA_SHAPES[k][0] in text or sample_captions._JA_SHAPES[k][1] in text
                  for k in kinds)
-    assert texts[0] == "と".join(sample_data._JA_COLORS[c][0] + sample_data._JA_SHAPES[k][0]
+    assert texts[0] == "と".join(sample_captions._JA_COLORS[c][0] + sample_captions._JA_SHAPES[k][0]
                                 for c, k in sample.shapes)  # the canonical caption
     assert colours
     references.append([katakana.to_katakana(t) for t in texts])
@@ -158,7 +159,7 @@ def test_the_original_learns_the_canonical_caption_and_show_and_tell_draws_one()
 @pytest.mark.parametrize("task", ["caption", "caption_ar"])
 def test_model_shapes(caption_dataset, tmp_path, task):
   _, data = caption_dataset
-  model = tasks.build_model(tiny_config(data, tmp_path, task=task), 30)
+  model = tasks.get_task(task).build_model(tiny_config(data, tmp_path, task=task), 30)
   images = np.zeros((2, 32, 32, 3), np.uint8)
   inputs = images if task == "caption" else {
       "image": images, "caption_in": np.zeros((2, captions.CAPTION_LENGTH), np.int32)}
@@ -171,7 +172,7 @@ def trained_captioners(caption_dataset, tmp_path_factory):
   dirs = {}
   for task in ("caption", "caption_ar"):
     model_dir = tmp_path_factory.mktemp(task)
-    training.train(tiny_config(data, model_dir, task=task, epochs=3, steps_per_epoch=6,
+    tasks.train(tiny_config(data, model_dir, task=task, epochs=3, steps_per_epoch=6,
                                hidden_units=32, learning_rate=3e-3))
     dirs[task] = str(model_dir)
   return dirs
@@ -186,11 +187,11 @@ def test_training_steps_and_decoding_give_valid_katakana(trained_captioners, cap
                                                          task):
   root, _ = caption_dataset
   model_dir = trained_captioners[task]
-  rows = training.read_json(os.path.join(model_dir, training.MODEL_INFO_FILE))
+  rows = run_dir.read_info(model_dir)
   assert rows["task"] == task
   paths = [str(root / "images" / f"00000{i}.jpg") for i in range(3)]
   for beam in (1, 3):
-    results = list(caption_lib.caption_files(model_dir, paths, beam_size=beam))
+    results = list(caption.caption_files(model_dir, paths, beam_size=beam))
     assert [p for p, _, _ in results] == paths
     for _, text, error in results:
       assert error == "" and valid_katakana(text) and len(text) <= captions.MAX_CHARS
@@ -211,19 +212,19 @@ def test_batched_decoding_equals_the_one_image_decoder(trained_captioners, beam_
   caption of the one-image decoder that re-runs the whole model at every step."""
   model = _load(trained_captioners["caption_ar"])
   images = _images(6)
-  batched = caption_lib.Decoder(model).generate(images, beam_size)
+  batched = decode.Decoder(model).generate(images, beam_size)
   assert batched.shape == (6, captions.CAPTION_LENGTH) and batched.dtype == np.int32
   for image, row in zip(images, batched):
     np.testing.assert_array_equal(
-        row, caption_lib.beam_search_reference(model, image, beam_size))
+        row, decode.beam_search_reference(model, image, beam_size))
   # Batch composition does not change an image's caption.
-  np.testing.assert_array_equal(caption_lib.generate(model, images[2:4], beam_size),
+  np.testing.assert_array_equal(decode.generate(model, images[2:4], beam_size),
                                 batched[2:4])
 
 
 def test_beams_end_once_and_pad_after(trained_captioners):
   model = _load(trained_captioners["caption_ar"])
-  for row in caption_lib.generate(model, _images(4), 3):
+  for row in decode.generate(model, _images(4), 3):
     ends = np.nonzero(row == captions.END)[0]
     assert len(ends) <= 1 and (not len(ends) or not row[ends[0] + 1:].any())
 
@@ -233,29 +234,29 @@ def test_the_original_decodes_in_one_pass(trained_captioners):
   images = _images(3)
   expected = np.asarray(model.predict_on_batch(images)).argmax(-1)
   for beam_size in (1, 3):  # Nothing to search: every position is predicted at once.
-    np.testing.assert_array_equal(caption_lib.generate(model, images, beam_size), expected)
+    np.testing.assert_array_equal(decode.generate(model, images, beam_size), expected)
 
 
 def test_evaluate_captions_reports_the_constant_baseline(trained_captioners, caption_dataset):
   _, data = caption_dataset
-  result = evaluate.evaluate_captions(trained_captioners["caption"], data, "test")
+  _, result = tasks.run_evaluation(trained_captioners["caption"], data)
   assert result["num_examples"] > 0
   assert 0 <= result["bleu4"] <= 1 and result["cer"] >= 0
   assert 0 < result["constant_bleu4"] <= 1 and valid_katakana(result["constant_caption"])
 
 
 def test_caption_metrics_by_hand():
-  assert evaluate.edit_distance("カタカナ", "カタナ") == 1
-  assert evaluate.edit_distance("", "アイ") == 2
+  assert metrics.edit_distance("カタカナ", "カタナ") == 1
+  assert metrics.edit_distance("", "アイ") == 2
   # CER: the closer reference counts. "アイウ" vs ["アイエ" (1/3), "アイウエ" (1/4)]
-  assert evaluate.character_error_rate(["アイウ"], [["アイエ", "アイウエ"]]) == pytest.approx(0.25)
-  assert evaluate.corpus_bleu(["アイウエオカ"], [["アイウエオカ"]]) == pytest.approx(1.0)
-  assert evaluate.corpus_bleu(["アイウエ"], [["カキクケ"]]) == 0.0
+  assert metrics.character_error_rate(["アイウ"], [["アイエ", "アイウエ"]]) == pytest.approx(0.25)
+  assert metrics.corpus_bleu(["アイウエオカ"], [["アイウエオカ"]]) == pytest.approx(1.0)
+  assert metrics.corpus_bleu(["アイウエ"], [["カキクケ"]]) == 0.0
   # hyp "アイウエオ" (5 chars), ref "アイウエオカ" (6): all n-grams match, brevity exp(1-6/5)
-  assert evaluate.corpus_bleu(["アイウエオ"], [["アイウエオカ"]]) == pytest.approx(np.exp(1 - 6 / 5))
+  assert metrics.corpus_bleu(["アイウエオ"], [["アイウエオカ"]]) == pytest.approx(np.exp(1 - 6 / 5))
   # Clipping: "アアアア" against "アア": unigram 2/4, bigram 1/3, trigram 0 → 0
-  assert evaluate.corpus_bleu(["アアアア"], [["アア"]]) == 0.0
-  caption, score = evaluate.best_constant_caption(
+  assert metrics.corpus_bleu(["アアアア"], [["アア"]]) == 0.0
+  caption, score = metrics.best_constant_caption(
       ["アイウエオ", "カキクケコ"], [["アイウエオ"], ["アイウエオ"], ["カキクケコ"]])
   assert caption == "アイウエオ" and 0 < score < 1
 

@@ -1,11 +1,11 @@
-"""alti2v.imaging: every input format to an RGB JPEG of bounded size, or a clear rejection."""
+"""alti2v.data.imaging: every input format to an RGB JPEG of bounded size, or a clear rejection."""
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from alti2v import imaging
+from alti2v.data import imaging
 from tests import fixtures
 
 

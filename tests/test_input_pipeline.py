@@ -1,4 +1,4 @@
-"""alti2v.input_pipeline on a real dataset built by the real Beam job."""
+"""alti2v.data.input_pipeline on a real dataset built by the real Beam job."""
 import os
 
 import numpy as np
@@ -6,10 +6,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import features as features_lib
-from alti2v import input_pipeline
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
 from beam_jobs import build_tagged_dataset as job
+
+
+def tag_names(data):
+  return dataset_lib.class_names(dataset_lib.load_builder(data), "tags")
 
 
 def expected_multi_hot(path, vocabulary):
@@ -24,7 +28,7 @@ def expected_multi_hot(path, vocabulary):
 
 def test_training_batches_shapes_and_dtypes(tiny_dataset):
   _, data = tiny_dataset
-  n = len(input_pipeline.vocabulary(data))
+  n = len(tag_names(data))
   images, labels = next(iter(input_pipeline.input_fn(
       data, "train", 8, training=True, image_size=48, seed=1)))
   assert images.dtype == tf.uint8 and images.shape == (8, 48, 48, 3)
@@ -35,7 +39,7 @@ def test_training_batches_shapes_and_dtypes(tiny_dataset):
 
 def test_every_image_comes_back_with_exactly_its_tags(tiny_dataset):
   _, data = tiny_dataset
-  vocabulary = input_pipeline.vocabulary(data)
+  vocabulary = tag_names(data)
   seen = []
   for images, labels, paths in input_pipeline.input_fn(
       data, "test", 5, training=False, image_size=32, with_path=True):
@@ -129,6 +133,12 @@ def test_crop_is_opt_in_and_unknown_augmentations_fail(tiny_dataset):
   assert images.shape == (4, 32, 32, 3) and images.dtype == tf.uint8
   with pytest.raises(ValueError, match="unknown augmentations"):
     input_pipeline.input_fn(data, "train", 4, training=True, augmentations=("rotate",))
+
+
+def test_the_default_label_needs_one_class_list(screen_dataset):
+  _, data = screen_dataset  # Its label is one class id, not a list: no default.
+  with pytest.raises(ValueError, match="no default label.*pass label_fn"):
+    input_pipeline.input_fn(data, "train", 4, training=False)
 
 
 def test_input_fn_is_importable_from_the_package():

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from alti2v import katakana
+from alti2v.tasks.caption import katakana
 
 # Tokyo University of Foreign Studies, 言語モジュール「助数詞」 (Step 1, これだけは覚えよう),
 # http://www.coelang.tufs.ac.jp/mt/ja/gmod/courses/c02/lesson10/step1/explanation/017.html

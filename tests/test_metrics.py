@@ -1,4 +1,4 @@
-"""alti2v.metrics: the vectorised text metrics against plain-Python definitions, and by hand."""
+"""alti2v.metrics by hand: AP, F1, thresholds, ROC-AUC; the vectorised text metrics against plain Python."""
 import collections
 import math
 import random
@@ -6,11 +6,84 @@ import random
 import numpy as np
 import pytest
 
-from alti2v import evaluate, metrics
+from alti2v import metrics
 
 KATAKANA = "".join(chr(c) for c in range(ord("ァ"), ord("ン") + 1))
 # Tiny alphabets make repeated n-grams (clipping); "😀" is outside the BMP.
 ALPHABETS = ("ab", "アイウ", "abc😀", KATAKANA)
+
+
+def test_average_precision_by_hand():
+  # ranks: 0.9 pos (P=1, R=.5), 0.8 neg, 0.3 pos (P=2/3, R=1) → .5*1 + .5*2/3
+  assert metrics.average_precision([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1]) == pytest.approx(5 / 6)
+  assert metrics.average_precision([1, 1, 0], [0.9, 0.8, 0.1]) == pytest.approx(1.0)
+  # A constant score is one threshold: AP = the positive rate.
+  assert metrics.average_precision([1, 0, 1, 0], [0.3] * 4) == pytest.approx(0.5)
+  # Ties: 0.5 holds one positive and one negative → P=1/2 at R=1/2; then 0.2 pos → P=2/3.
+  assert metrics.average_precision([1, 0, 1], [0.5, 0.5, 0.2]) == pytest.approx(
+      0.5 * 0.5 + 0.5 * 2 / 3)
+  assert np.isnan(metrics.average_precision([0, 0], [0.1, 0.2]))
+
+
+def test_mean_average_precision_skips_tags_without_positives():
+  labels = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 1]])
+  scores = np.array([[0.9, 0.1, 0.2], [0.2, 0.3, 0.9], [0.8, 0.2, 0.1]])
+  map_, aps = metrics.mean_average_precision(labels, scores)
+  # tag 0: perfect (1.0); tag 1: no positive; tag 2: 0.9 pos (P=1), 0.2 neg, 0.1 pos (P=2/3)
+  assert np.isnan(aps[1])
+  assert aps[2] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+  assert map_ == pytest.approx((1.0 + aps[2]) / 2)
+
+
+def test_best_f1_threshold_by_hand():
+  # thresholds 0.9: F1 2/3; 0.7: 1/2; 0.6: tp 2, predicted 3 → 4/5; 0.1: 4/6
+  threshold, f1 = metrics.best_f1_threshold([1, 1, 0, 0], [0.9, 0.6, 0.7, 0.1])
+  assert threshold == pytest.approx(0.6) and f1 == pytest.approx(0.8)
+
+
+def test_rare_tags_get_the_floor():
+  labels = np.array([[1, 1], [0, 1], [0, 1], [0, 1], [0, 1], [0, 0]])
+  scores = np.array([[0.2, 0.4], [0.1, 0.45], [0.1, 0.5], [0.1, 0.6], [0.1, 0.7], [0.1, 0.1]])
+  thresholds = metrics.calibrate_thresholds(labels, scores, min_support=5, rare_floor=0.5)
+  # tag 0: one positive, best-F1 threshold 0.2, floored to 0.5; tag 1: 5 positives, 0.4 kept.
+  assert thresholds == pytest.approx([0.5, 0.4])
+
+
+def test_micro_and_macro_f1_by_hand():
+  labels = np.array([[1, 0], [1, 1], [0, 1]])
+  scores = np.array([[0.9, 0.6], [0.2, 0.8], [0.1, 0.3]])
+  result = metrics.f1_at(labels, scores, np.array([0.5, 0.5]))
+  # tag 0: tp 1, fn 1 → F1 2/3; tag 1: tp 1, fp 1, fn 1 → F1 1/2; micro: tp 2, fp 1, fn 2 → 4/7
+  assert result["f1"] == pytest.approx([2 / 3, 0.5])
+  assert result["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
+  assert result["micro_f1"] == pytest.approx(4 / 7)
+
+
+LABELS = [1, 1, 0, 1, 0, 0]
+SCORES = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
+
+
+@pytest.mark.parametrize("goal, threshold, precision, recall", [
+    ({}, 0.6, 0.75, 1.0),                               # max F1: 6/7 at 0.6
+    ({"target_precision": 0.75}, 0.6, 0.75, 1.0),       # lowest threshold with P >= .75
+    ({"target_precision": 0.9}, 0.8, 1.0, 2 / 3),
+    ({"target_recall": 0.6}, 0.8, 1.0, 2 / 3),          # highest threshold with R >= .6
+    ({"target_recall": 1.0}, 0.6, 0.75, 1.0),
+])
+def test_threshold_for_a_goal_by_hand(goal, threshold, precision, recall):
+  chosen = metrics.choose_threshold(LABELS, SCORES, **goal)
+  assert chosen["threshold"] == pytest.approx(threshold)
+  assert chosen["precision"] == pytest.approx(precision)
+  assert chosen["recall"] == pytest.approx(recall)
+
+
+def test_roc_auc_and_confusion_by_hand():
+  assert metrics.roc_auc(LABELS, SCORES) == pytest.approx(8 / 9)
+  assert metrics.roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+  assert metrics.confusion_matrix(LABELS, SCORES, 0.6) == {
+      "true_positive": 3, "false_positive": 1, "false_negative": 0, "true_negative": 2}
+  with pytest.raises(ValueError, match="no threshold reaches precision"):
+    metrics.choose_threshold([1, 0], [0.1, 0.9], target_precision=0.99)
 
 
 def slow_edit_distance(a, b):
@@ -186,10 +259,3 @@ def test_bad_inputs_are_refused():
     metrics.character_error_rate(["ア", "イ"], [["ア"]])
   with pytest.raises(ValueError, match="max_n"):
     metrics.corpus_bleu(["ア"], [["ア"]], max_n=0)
-
-
-def test_evaluate_keeps_the_text_metrics_under_their_old_names():
-  assert evaluate.corpus_bleu is metrics.corpus_bleu
-  assert evaluate.character_error_rate is metrics.character_error_rate
-  assert evaluate.edit_distance is metrics.edit_distance
-  assert evaluate.best_constant_caption is metrics.best_constant_caption

@@ -1,4 +1,4 @@
-"""alti2v.predict on real files: the training road, JSON lines, unreadable files reported."""
+"""Tagging files (alti2v.predict): the training road, JSON lines, unreadable files reported."""
 import json
 import os
 import shutil
@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import features as features_lib
-from alti2v import input_pipeline
-from alti2v import predict
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import image_files
+from alti2v.data import input_pipeline
+from alti2v.tasks import tagger as tagger_lib
+from alti2v.training import run_dir
 from tests import fixtures
 
 
@@ -29,12 +31,12 @@ def files(tiny_dataset, tmp_path_factory):
 
 def test_json_lines_for_files_dirs_and_globs(trained_tagger, files):
   _, model_dir = trained_tagger
-  tagger = predict.TrainedModel(model_dir)
-  paths = predict.expand_paths([str(files / "a.jpg"), str(files / "sub"),
+  tagger = run_dir.load(model_dir)
+  paths = image_files.expand_paths([str(files / "a.jpg"), str(files / "sub"),
                                 str(files / "*.jpg")])
   assert paths == [str(files / "a.jpg"), str(files / "sub" / "b.png"),
                    str(files / "a.jpg"), str(files / "broken.jpg")]
-  lines = list(predict.tag_lines(tagger, paths, top_k=3, threshold=0.0, vector=True))
+  lines = list(tagger_lib.tag_lines(tagger, paths, top_k=3, threshold=0.0, vector=True))
   assert [line["path"] for line in lines] == paths
   assert lines[3] == {"path": str(files / "broken.jpg"),
                       "error": lines[3]["error"]} and lines[3]["error"].startswith("truncated")
@@ -45,21 +47,21 @@ def test_json_lines_for_files_dirs_and_globs(trained_tagger, files):
     assert line["tags"][0]["tag"] == tagger.vocabulary[int(np.argmax(line["vector"]))]
     json.dumps(line)
   with pytest.raises(FileNotFoundError):
-    predict.expand_paths([str(files / "missing*.jpg")])
+    image_files.expand_paths([str(files / "missing*.jpg")])
 
 
 def test_calibrated_thresholds_are_applied(trained_tagger, files):
   _, model_dir = trained_tagger
-  tagger = predict.TrainedModel(model_dir)
+  tagger = run_dir.load(model_dir)
   tagger.thresholds = np.full(len(tagger.vocabulary), 1.01)  # nothing can pass
-  (line,) = predict.tag_lines(tagger, [str(files / "a.jpg")])
+  (line,) = tagger_lib.tag_lines(tagger, [str(files / "a.jpg")])
   assert line["tags"] == []
 
 
 def test_prediction_follows_the_training_road(trained_tagger, tiny_dataset):
   """A scraped file scores the same as its record from the dataset (no train/serve skew)."""
   data, model_dir = trained_tagger
-  tagger = predict.TrainedModel(model_dir)
+  tagger = run_dir.load(model_dir)
   builder = dataset_lib.load_builder(data)
   record = next(iter(builder.as_dataset(split="test", decoders={
       features_lib.IMAGE: tfds.decode.SkipDecoding()})))

@@ -8,23 +8,24 @@ import shutil
 import pytest
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import evaluate
-from alti2v import features as features_lib
-from alti2v import sample_data
-from alti2v import screen
-from alti2v import training
+from alti2v import tasks
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import samples
+from alti2v.tasks import screen
+from alti2v.tasks.screen import sorting
+from alti2v.training import run_dir
 from tests import fixtures
 
 
 def test_folder_builder_labels_from_folders(screen_dataset):
   sorted_dir, data = screen_dataset
   builder = dataset_lib.load_builder(data)
-  assert builder.info.features[features_lib.LABEL].names == ["negative", "positive"]
+  assert builder.info.features[screen.LABEL].names == ["negative", "positive"]
   seen = {}
   for split in builder.info.splits:
     for ex in tfds.as_numpy(builder.as_dataset(split=split)):
-      seen[ex[features_lib.PATH].decode()] = (split, int(ex[features_lib.LABEL]))
+      seen[ex[features_lib.PATH].decode()] = (split, int(ex[screen.LABEL]))
   expected = {os.path.join(sorted_dir, c, n): int(c == "positive")
               for c in ("positive", "negative") for n in os.listdir(os.path.join(sorted_dir, c))}
   assert {p: label for p, (_, label) in seen.items()} == expected
@@ -39,47 +40,21 @@ def test_folder_builder_labels_from_folders(screen_dataset):
 
 
 def test_training_steps_give_a_one_output_filter(screen_model):
-  info = training.read_json(os.path.join(screen_model, training.MODEL_INFO_FILE))
+  info = run_dir.read_info(screen_model)
   assert info["task"] == "screen" and info["num_outputs"] == 1
   with open(os.path.join(screen_model, info["vocabulary_file"]), encoding="utf-8") as f:
     assert f.read().split() == ["negative", "positive"]
 
 
-LABELS = [1, 1, 0, 1, 0, 0]
-SCORES = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
-
-
-@pytest.mark.parametrize("goal, threshold, precision, recall", [
-    ({}, 0.6, 0.75, 1.0),                               # max F1: 6/7 at 0.6
-    ({"target_precision": 0.75}, 0.6, 0.75, 1.0),       # lowest threshold with P >= .75
-    ({"target_precision": 0.9}, 0.8, 1.0, 2 / 3),
-    ({"target_recall": 0.6}, 0.8, 1.0, 2 / 3),          # highest threshold with R >= .6
-    ({"target_recall": 1.0}, 0.6, 0.75, 1.0),
-])
-def test_threshold_for_a_goal_by_hand(goal, threshold, precision, recall):
-  chosen = evaluate.choose_threshold(LABELS, SCORES, **goal)
-  assert chosen["threshold"] == pytest.approx(threshold)
-  assert chosen["precision"] == pytest.approx(precision)
-  assert chosen["recall"] == pytest.approx(recall)
-
-
-def test_roc_auc_and_confusion_by_hand():
-  assert evaluate.roc_auc(LABELS, SCORES) == pytest.approx(8 / 9)
-  assert evaluate.roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
-  assert evaluate.confusion_matrix(LABELS, SCORES, 0.6) == {
-      "true_positive": 3, "false_positive": 1, "false_negative": 0, "true_negative": 2}
-  with pytest.raises(ValueError, match="no threshold reaches precision"):
-    evaluate.choose_threshold([1, 0], [0.1, 0.9], target_precision=0.99)
-
-
 def test_evaluate_screen_saves_the_threshold(screen_model, screen_dataset):
   _, data = screen_dataset
-  result = evaluate.evaluate_screen(screen_model, data, "test", target_recall=0.5)
-  saved = json.loads(open(os.path.join(screen_model, evaluate.THRESHOLD_FILE)).read())
+  _, result = tasks.run_evaluation(screen_model, data,
+                                   tasks.EvalOptions(split="test", target_recall=0.5))
+  saved = json.loads(open(os.path.join(screen_model, run_dir.KEEP_THRESHOLD_FILE)).read())
   assert saved["threshold"] == result["threshold"] and saved["goal"] == "recall >= 0.5"
   assert saved["validation_recall"] >= 0.5
   assert sum(result["confusion"].values()) == result["num_examples"]
-  assert screen.load_threshold(screen_model) == saved["threshold"]
+  assert run_dir.read_keep_threshold(screen_model) == saved["threshold"]
 
 
 def file_bytes(*roots, skip=()):
@@ -89,7 +64,7 @@ def file_bytes(*roots, skip=()):
     for folder, _, names in os.walk(root):
       for name in names:
         path = os.path.join(folder, name)
-        if name in (screen.SCORES_FILE, screen.JOURNAL_FILE, screen.STATE_FILE) or path in skip:
+        if name in (sorting.SCORES_FILE, sorting.JOURNAL_FILE, sorting.STATE_FILE) or path in skip:
           continue
         with open(path, "rb") as f:
           found[f.read()] += 1
@@ -100,7 +75,7 @@ def file_bytes(*roots, skip=()):
 def scrape(tmp_path):
   """A scraped folder: 10 images, a same-named one in a sub-folder, an unreadable one."""
   root = tmp_path / "scraped"
-  sample_data.write_flat(str(root), 10, seed=11)
+  samples.write_flat(str(root), 10, seed=11)
   (root / "sub").mkdir()
   shutil.copy(root / "scraped_000001.jpg", root / "sub" / "scraped_000000.jpg")
   (root / "broken.jpg").write_bytes(fixtures.truncated_jpeg())
@@ -109,11 +84,11 @@ def scrape(tmp_path):
 
 
 def read_scores(out):
-  with open(os.path.join(out, screen.SCORES_FILE), newline="", encoding="utf-8") as f:
+  with open(os.path.join(out, sorting.SCORES_FILE), newline="", encoding="utf-8") as f:
     return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("mode", screen.MODES)
+@pytest.mark.parametrize("mode", sorting.MODES)
 def test_screen_each_mode_loses_nothing_and_never_overwrites(screen_model, scrape, tmp_path,
                                                              mode):
   out = tmp_path / "out"
@@ -123,7 +98,7 @@ def test_screen_each_mode_loses_nothing_and_never_overwrites(screen_model, scrap
     (out / folder / "scraped_000002.jpg").write_bytes(b"already here: " + folder.encode())
   before_in = file_bytes(scrape)
   before_out = file_bytes(out)
-  counts = screen.screen(screen_model, str(scrape), str(out), mode=mode, threshold=0.5,
+  counts = sorting.screen(screen_model, str(scrape), str(out), mode=mode, threshold=0.5,
                          batch_size=4)
   rows = read_scores(out)
   assert counts["ok"] + counts["ng"] == 11 and counts["unreadable"] == 1
@@ -163,31 +138,31 @@ def test_interrupted_screen_resumes_without_scoring_twice(screen_model, scrape, 
     raise KeyboardInterrupt(f"killed after {done}")
 
   with pytest.raises(KeyboardInterrupt):
-    screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
+    sorting.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
                   batch_size=4, on_batch=stop)
   assert len(read_scores(out)) == 4
-  counts = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
+  counts = sorting.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5,
                          batch_size=4)
   assert counts["skipped"] == 0  # moved files left the input: nothing to skip
   assert counts["ok"] + counts["ng"] + counts["unreadable"] == 8
   rows = read_scores(out)
   assert len(rows) == len({r["path"] for r in rows}) == 12
   assert file_bytes(scrape) + file_bytes(out) == before
-  again = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+  again = sorting.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
   assert again["ok"] + again["ng"] + again["unreadable"] == 0
 
 
 def test_a_journaled_batch_is_finished_with_its_recorded_score(screen_model, scrape, tmp_path):
   """Killed after moving a file but before recording it: the rerun records it, unscored."""
   out = tmp_path / "out"
-  state = screen.Screener(str(scrape), str(out), "move")
+  state = sorting.Screener(str(scrape), str(out), "move")
   src = os.path.join(str(scrape), "scraped_000004.jpg")
   row = {"path": src, "score": "0.123456", "decision": "ng",
          "destination": state.destination(src, "ng", set()), "reason": ""}
   with open(state.journal_path, "w", encoding="utf-8") as f:
     f.write(json.dumps(row) + "\n")
-  screen.durable_move(src, row["destination"])  # done, then "killed"
-  counts = screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+  sorting.durable_move(src, row["destination"])  # done, then "killed"
+  counts = sorting.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
   assert counts["recovered"] == 1
   rows = read_scores(out)
   (recorded,) = [r for r in rows if r["path"] == src]
@@ -199,11 +174,11 @@ def test_copy_copies_durably_and_refuses_to_overwrite(tmp_path):
   src = tmp_path / "a.jpg"
   src.write_bytes(b"abc")
   dest = tmp_path / "o" / "a.jpg"
-  screen.durable_copy(str(src), str(dest))
+  sorting.durable_copy(str(src), str(dest))
   assert dest.read_bytes() == b"abc" and src.exists()
   with pytest.raises(FileExistsError):
-    screen.durable_copy(str(src), str(dest))
-  assert screen.free_name(str(dest), set()) == str(tmp_path / "o" / "a (1).jpg")
+    sorting.durable_copy(str(src), str(dest))
+  assert sorting.free_name(str(dest), set()) == str(tmp_path / "o" / "a (1).jpg")
   assert not [n for n in os.listdir(tmp_path / "o") if n.endswith(".tmp")]
 
 
@@ -219,33 +194,33 @@ def test_cli_and_refusals(screen_model, trained_tagger, scrape, tmp_path):
   assert counts["ok"] + counts["ng"] + counts["unreadable"] == 12
   _, tagger_dir = trained_tagger
   with pytest.raises(ValueError, match="holds a tagger model"):
-    screen.screen(tagger_dir, str(scrape), str(tmp_path / "o2"), threshold=0.5)
+    sorting.screen(tagger_dir, str(scrape), str(tmp_path / "o2"), threshold=0.5)
   with pytest.raises(ValueError, match="mode must be one of"):
-    screen.screen(screen_model, str(scrape), str(tmp_path / "o3"), mode="delete",
+    sorting.screen(screen_model, str(scrape), str(tmp_path / "o3"), mode="delete",
                   threshold=0.5)
 
 
 def test_torn_rows_vanished_files_and_mismatched_runs(screen_model, scrape, tmp_path):
   out = tmp_path / "out"
-  first = screen.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
+  first = sorting.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
   assert first["ok"] + first["ng"] == 11
   # A kill tore the last row of scores.csv: it is cut, and that file is screened again once.
-  scores = out / screen.SCORES_FILE
+  scores = out / sorting.SCORES_FILE
   data = scores.read_bytes()
   last_row = data[:-1].rfind(b"\n") + 1
   scores.write_bytes(data[:last_row + 5])
   torn_path = data[last_row:].split(b",")[0].decode()
-  again = screen.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
+  again = sorting.screen(screen_model, str(scrape), str(out), mode="copy", threshold=0.5)
   assert again["ok"] + again["ng"] + again["unreadable"] == 1
   rows = read_scores(out)
   assert len(rows) == 12 and sum(r["path"] == torn_path for r in rows) == 1
   # Another mode into the same output folder is refused, as is an input inside the output.
   with pytest.raises(ValueError, match="holds a screen of"):
-    screen.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
+    sorting.screen(screen_model, str(scrape), str(out), mode="move", threshold=0.5)
   with pytest.raises(ValueError, match="inside it"):
-    screen.screen(screen_model, str(out / "ok"), str(out), mode="copy", threshold=0.5)
+    sorting.screen(screen_model, str(out / "ok"), str(out), mode="copy", threshold=0.5)
   # A file that vanishes between scoring and moving stays recorded, nothing is lost.
-  state = screen.Screener(str(scrape), str(tmp_path / "out2"), "move")
+  state = sorting.Screener(str(scrape), str(tmp_path / "out2"), "move")
   row = {"path": str(scrape / "gone.jpg"), "score": "0.9", "decision": "ok",
          "destination": str(tmp_path / "out2" / "ok" / "gone.jpg"), "reason": ""}
   state.commit([row])
@@ -257,11 +232,11 @@ def test_non_utf8_file_names(screen_model, tmp_path):
   scraped = tmp_path / "scraped"
   scraped.mkdir()
   name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes, not UTF-8
-  sample_data.draw_sample(3, 1).image.save(os.path.join(str(scraped), name), format="JPEG")
-  counts = screen.screen(screen_model, str(scraped), str(tmp_path / "out"), mode="move",
+  samples.draw_sample(3, 1).image.save(os.path.join(str(scraped), name), format="JPEG")
+  counts = sorting.screen(screen_model, str(scraped), str(tmp_path / "out"), mode="move",
                          threshold=0.5)
   assert counts["ok"] + counts["ng"] == 1
   assert not os.listdir(scraped)
-  with open(tmp_path / "out" / screen.SCORES_FILE, encoding="utf-8",
+  with open(tmp_path / "out" / sorting.SCORES_FILE, encoding="utf-8",
             errors="surrogateescape") as f:
     assert name in f.read()

@@ -9,28 +9,30 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alti2v import input_pipeline
 from alti2v import models
 from alti2v import tasks
-from alti2v import training
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import input_pipeline
+from alti2v.training import loop
+from alti2v.training import run_dir
 from tests.conftest import tiny_config
 
 
 def history(model_dir):
-  with open(os.path.join(model_dir, training.HISTORY_FILE), encoding="utf-8") as f:
+  with open(os.path.join(model_dir, run_dir.HISTORY_FILE), encoding="utf-8") as f:
     return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mirrored_training_in_mixed_precision(tiny_dataset, tmp_path, policy):
   _, data = tiny_dataset
-  info = training.train(tiny_config(data, tmp_path, cpu_replicas=2, mixed_precision=policy,
+  info = tasks.train(tiny_config(data, tmp_path, cpu_replicas=2, mixed_precision=policy,
                                     steps_per_epoch=2))
   assert info["replicas"] == 2 and info["mixed_precision"] == policy
   rows = history(tmp_path)
   assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
   assert np.isfinite(float(rows[0]["val_loss"]))
-  model = keras.models.load_model(tmp_path / training.MODEL_FILE)
+  model = keras.models.load_model(tmp_path / run_dir.MODEL_FILE)
   assert model.get_layer("probabilities").dtype_policy.compute_dtype == "float32"
   assert model.get_layer("head_dense").dtype_policy.compute_dtype == policy.split("_")[1]
   if policy == "mixed_float16":
@@ -45,14 +47,14 @@ def test_mirrored_training_in_mixed_precision(tiny_dataset, tmp_path, policy):
 
 def test_saved_model_export_matches_the_keras_model(trained_tagger):
   data, model_dir = trained_tagger
-  model = keras.models.load_model(os.path.join(model_dir, training.MODEL_FILE))
-  exported = tf.saved_model.load(os.path.join(model_dir, training.SAVED_MODEL_DIR))
+  model = keras.models.load_model(os.path.join(model_dir, run_dir.MODEL_FILE))
+  exported = tf.saved_model.load(os.path.join(model_dir, run_dir.SAVED_MODEL_DIR))
   images, _ = next(iter(input_pipeline.input_fn(data, "test", 4, training=False,
                                                 image_size=32)))
   np.testing.assert_allclose(exported.serve(images).numpy(),
                              model.predict_on_batch(images), atol=1e-5)
   with open(os.path.join(model_dir, "tags.labels.txt"), encoding="utf-8") as f:
-    assert f.read().split() == input_pipeline.vocabulary(data)
+    assert f.read().split() == dataset_lib.class_names(dataset_lib.load_builder(data), "tags")
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
@@ -71,10 +73,10 @@ def test_killed_run_resumes_at_the_next_epoch_and_keeps_the_best(tiny_dataset, t
   _, data = tiny_dataset
   config = tiny_config(data, tmp_path, epochs=3, steps_per_epoch=2)
   with pytest.raises(KeyboardInterrupt):
-    training.train(config, extra_callbacks=[StopAfterEpoch(1)])
+    tasks.train(config, extra_callbacks=[StopAfterEpoch(1)])
   assert [r["epoch"] for r in history(tmp_path)] == ["0"]
-  assert not os.path.exists(tmp_path / training.MODEL_INFO_FILE)
-  weights_after_1 = keras.models.load_model(tmp_path / training.BEST_MODEL).get_weights()
+  assert not os.path.exists(tmp_path / run_dir.MODEL_INFO_FILE)
+  weights_after_1 = keras.models.load_model(tmp_path / run_dir.BEST_MODEL).get_weights()
 
   class Record(keras.callbacks.Callback):
     first_epoch = None
@@ -85,7 +87,7 @@ def test_killed_run_resumes_at_the_next_epoch_and_keeps_the_best(tiny_dataset, t
         Record.first_epoch = epoch
         Record.weights = self.model.get_weights()
 
-  info = training.train(config, extra_callbacks=[Record()])
+  info = tasks.train(config, extra_callbacks=[Record()])
   assert Record.first_epoch == 1  # continued with epoch 2, not from scratch
   # ...from the state the killed run saved (its last epoch is also its best).
   for restored, saved in zip(Record.weights, weights_after_1):
@@ -93,7 +95,7 @@ def test_killed_run_resumes_at_the_next_epoch_and_keeps_the_best(tiny_dataset, t
   rows = history(tmp_path)
   assert [r["epoch"] for r in rows] == ["0", "1", "2"]
   losses = [float(r["val_loss"]) for r in rows]
-  best = json.loads((tmp_path / training.BEST_FILE).read_text())
+  best = json.loads((tmp_path / run_dir.BEST_FILE).read_text())
   assert best["val_loss"] == pytest.approx(min(losses), rel=1e-5)
   assert best["epoch"] == int(np.argmin(losses)) + 1 == info["best_epoch"]
 
@@ -103,7 +105,7 @@ def test_finished_run_is_not_trained_again_unless_overwrite(trained_tagger, capl
   config = tiny_config(data, model_dir, epochs=2, steps_per_epoch=3)
   before = history(model_dir)
   with caplog.at_level(logging.INFO):
-    info = training.train(config)
+    info = tasks.train(config)
   assert "nothing to do" in caplog.text
   assert history(model_dir) == before and info["epochs"] == 2
 
@@ -111,14 +113,14 @@ def test_finished_run_is_not_trained_again_unless_overwrite(trained_tagger, capl
 def test_other_settings_in_the_same_model_dir_are_refused(trained_tagger):
   data, model_dir = trained_tagger
   with pytest.raises(ValueError, match="other settings.*learning_rate"):
-    training.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3,
+    tasks.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3,
                                learning_rate=0.5))
 
 
 def test_overwrite_starts_over(tiny_dataset, tmp_path):
   _, data = tiny_dataset
-  training.train(tiny_config(data, tmp_path))
-  training.train(tiny_config(data, tmp_path, overwrite=True))
+  tasks.train(tiny_config(data, tmp_path))
+  tasks.train(tiny_config(data, tmp_path, overwrite=True))
   assert [r["epoch"] for r in history(tmp_path)] == ["0"]
 
 
@@ -140,7 +142,7 @@ def test_frozen_layers_count_like_model_layers_and_need_pretrained_weights(tmp_p
 def test_model_takes_uint8_and_applies_vgg_preprocessing(tiny_dataset, tmp_path):
   _, data = tiny_dataset
   config = tiny_config(data, tmp_path)
-  model = tasks.build_model(config, 5)
+  model = tasks.get_task("tagger").build_model(config, 5)
   assert model.input.dtype == "uint8" and model.output.shape == (None, 5)
   pixel = np.array([[[[10, 20, 30]]]], np.uint8)
   out = models.VGGPreprocess()(pixel).numpy()
@@ -149,14 +151,13 @@ def test_model_takes_uint8_and_applies_vgg_preprocessing(tiny_dataset, tmp_path)
 
 
 def test_precision_auto_on_this_cpu():
-  expected = "mixed_bfloat16" if training.cpu_has_bf16() else "float32"
-  assert training.resolve_precision("auto") == expected
-  assert training.resolve_precision("float32") == "float32"
+  expected = "mixed_bfloat16" if loop.cpu_has_bf16() else "float32"
+  assert loop.resolve_precision("auto") == expected
+  assert loop.resolve_precision("float32") == "float32"
 
 
 def test_a_corrupt_shard_is_named_when_training_hits_it(tiny_dataset, tmp_path):
   import shutil
-  from alti2v import dataset as dataset_lib
   _, data = tiny_dataset
   copy = tmp_path / "data"
   shutil.copytree(data, copy)
@@ -165,37 +166,39 @@ def test_a_corrupt_shard_is_named_when_training_hits_it(tiny_dataset, tmp_path):
     raw[len(raw) // 2] ^= 0xFF  # Same size, a flipped byte: only the CRC can tell.
     shard.write_bytes(bytes(raw))
   with pytest.raises(dataset_lib.DatasetError, match=r"train\.tfrecord-0000\d-of-00002 is corrupt"):
-    training.train(tiny_config(str(copy), tmp_path / "run"))
+    tasks.train(tiny_config(str(copy), tmp_path / "run"))
 
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(tiny_dataset, tmp_path):
   _, data = tiny_dataset
   (tmp_path / "precious.txt").write_text("mine")
   with pytest.raises(ValueError, match="not a training run"):
-    training.train(tiny_config(data, tmp_path, overwrite=True))
+    tasks.train(tiny_config(data, tmp_path, overwrite=True))
   assert (tmp_path / "precious.txt").read_text() == "mine"
 
 
 def test_training_on_drops_the_old_export_and_thresholds(tiny_dataset, tmp_path):
   _, data = tiny_dataset
-  training.train(tiny_config(data, tmp_path, epochs=1))
-  (tmp_path / "thresholds.json").write_text("{}")
+  tasks.train(tiny_config(data, tmp_path, epochs=1))
+  for name in run_dir.CALIBRATION_FILES:  # "thresholds.json" among them (older runs).
+    (tmp_path / name).write_text("{}")
   seen = []
 
   class Look(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
       seen.append(sorted(os.listdir(tmp_path)))
 
-  info = training.train(tiny_config(data, tmp_path, epochs=2), extra_callbacks=[Look()])
-  assert "thresholds.json" not in seen[0] and training.MODEL_INFO_FILE not in seen[0]
+  info = tasks.train(tiny_config(data, tmp_path, epochs=2), extra_callbacks=[Look()])
+  assert not set(run_dir.CALIBRATION_FILES) & set(seen[0])
+  assert "thresholds.json" not in seen[0] and run_dir.MODEL_INFO_FILE not in seen[0]
   assert info["epochs"] == 2 and [r["epoch"] for r in history(tmp_path)] == ["0", "1"]
 
 
 def test_a_dataset_without_validation_examples_is_refused_before_any_epoch(tmp_path):
-  from alti2v import sample_data
+  from alti2v.tasks import tagger
   from beam_jobs import build_tagged_dataset
   images, data = tmp_path / "images", tmp_path / "dataset"
-  sample_data.write_corpus(str(images), 12, seed=3)
+  tagger.write_corpus(str(images), 12, seed=3)
   build_tagged_dataset.run([
       "--input_dir", str(images), "--output_dir", str(data), "--image_size", "32",
       "--num_shards", "1", "--val_fraction", "0", "--test_fraction", "0.25",
@@ -203,7 +206,7 @@ def test_a_dataset_without_validation_examples_is_refused_before_any_epoch(tmp_p
   run = tmp_path / "run"
   with pytest.raises(ValueError, match=r"no validation examples \(built with "
                      r"--val_fraction 0.0\).*--val_fraction > 0"):
-    training.train(tiny_config(str(data), run, epochs=3))
+    tasks.train(tiny_config(str(data), run, epochs=3))
   assert not run.exists()  # No epoch, no history.csv, not even config.json.
 
 
@@ -242,10 +245,10 @@ def test_deterministic_runs_are_bit_for_bit_repeatable(tiny_dataset, tmp_path, c
 
   def run(name, seed):
     model_dir = tmp_path / name
-    training.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3, seed=seed,
+    tasks.train(tiny_config(data, model_dir, epochs=2, steps_per_epoch=3, seed=seed,
                                cpu_replicas=cpu_replicas, deterministic=True,
                                augmentations=("flip", "crop")))
-    weights = keras.models.load_model(model_dir / training.MODEL_FILE).get_weights()
+    weights = keras.models.load_model(model_dir / run_dir.MODEL_FILE).get_weights()
     return weights, [(r["loss"], r["val_loss"]) for r in history(model_dir)]
 
   weights, losses = run("first", seed=1)
@@ -263,7 +266,7 @@ def test_deterministic_runs_are_bit_for_bit_repeatable(tiny_dataset, tmp_path, c
 def test_one_replica_mirrored_training_validates_every_epoch(tiny_dataset, tmp_path):
   # The one-GPU path: a distributed validation set that was not repeated ran out in epoch 2.
   _, data = tiny_dataset
-  info = training.train(tiny_config(data, tmp_path, cpu_replicas=1, epochs=2))
+  info = tasks.train(tiny_config(data, tmp_path, cpu_replicas=1, epochs=2))
   assert info["replicas"] == 1
   rows = history(tmp_path)
   assert [r["epoch"] for r in rows] == ["0", "1"]
@@ -293,9 +296,8 @@ def test_a_run_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
   config = tiny_config("data", tmp_path)
   stored = dataclasses.asdict(config)
   del stored["deterministic"]  # config.json of a run made before the field was added.
-  (tmp_path / training.CONFIG_FILE).write_text(json.dumps(stored))
-  assert training._prepare_model_dir(config) is None  # pylint: disable=protected-access
-  (tmp_path / training.CONFIG_FILE).write_text(json.dumps(stored))
+  (tmp_path / run_dir.CONFIG_FILE).write_text(json.dumps(stored))
+  assert run_dir.prepare(config) is None
+  (tmp_path / run_dir.CONFIG_FILE).write_text(json.dumps(stored))
   with pytest.raises(ValueError, match=r"other settings \(deterministic\)"):
-    training._prepare_model_dir(  # pylint: disable=protected-access
-        dataclasses.replace(config, deterministic=True))
+    run_dir.prepare(dataclasses.replace(config, deterministic=True))

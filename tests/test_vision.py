@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import evaluate
-from alti2v import features as features_lib
-from alti2v import imaging
-from alti2v import sample_data
-from alti2v import training
-from beam_jobs import build_tagged_dataset
+from alti2v import metrics
+from alti2v import tasks
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
+from alti2v.data import samples
+from alti2v.tasks import distill
 from beam_jobs import build_vision_dataset
 from beam_jobs import vision_client
 from beam_jobs import vision_labels
+from beam_jobs.stages import vocabulary as vocabulary_lib
 from tests import fixtures
 from tests.conftest import tiny_config
 from tests.fake_vision_server import FakeVisionServer
@@ -47,9 +48,9 @@ def all_text(root):
 def test_labelling_job_against_the_fake_server(tmp_path, monkeypatch, caplog, capfd):
   monkeypatch.setenv("VISION_API_KEY", KEY)
   images, out = tmp_path / "images", tmp_path / "json"
-  paths = sample_data.write_flat(str(images), 37, seed=5)
+  paths = samples.write_flat(str(images), 37, seed=5)
   (images / "sub").mkdir()
-  sample_data.draw_sample(100, 5).image.save(images / "sub" / "deep.png")
+  samples.draw_sample(100, 5).image.save(images / "sub" / "deep.png")
   paths.append(str(images / "sub" / "deep.png"))
   (images / "broken.jpg").write_bytes(fixtures.truncated_jpeg())
   (images / "empty.jpg").write_bytes(b"")
@@ -81,7 +82,7 @@ def test_labelling_job_against_the_fake_server(tmp_path, monkeypatch, caplog, ca
 def test_a_request_that_keeps_failing_is_recorded_and_retried_next_run(tmp_path, monkeypatch):
   monkeypatch.setenv("VISION_API_KEY", KEY)
   images, out = tmp_path / "images", tmp_path / "json"
-  sample_data.write_flat(str(images), 3, seed=6)
+  samples.write_flat(str(images), 3, seed=6)
   with FakeVisionServer(KEY, fail=[503, 503]) as server:
     label(images, out, server, "--max_retries", "1", "--direct_num_workers=1")
     responses = [json.loads(data) for _, data in all_text(out) if _.endswith(".json")]
@@ -98,7 +99,7 @@ def test_a_request_that_keeps_failing_is_recorded_and_retried_next_run(tmp_path,
 def test_noretry_errors_asks_nothing_again(tmp_path, monkeypatch):
   monkeypatch.setenv("VISION_API_KEY", KEY)
   images, out = tmp_path / "images", tmp_path / "json"
-  sample_data.write_flat(str(images), 3, seed=6)
+  samples.write_flat(str(images), 3, seed=6)
   with FakeVisionServer(KEY, fail=[503, 503]) as server:
     label(images, out, server, "--max_retries", "1", "--direct_num_workers=1")
     before = {p: d for p, d in all_text(out) if p.endswith(".json")}
@@ -202,7 +203,7 @@ def test_rate_limiter_spaces_requests():
 @pytest.fixture(scope="module")
 def vision_dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp("vision")
-  paths = sample_data.write_vision(str(root), 48, seed=8)
+  paths = distill.write_vision(str(root), 48, seed=8)
   (root / "vision" / "000001.jpg.json").write_text('{"labelAnnotations": [')
   (root / "vision" / "000002.jpg.json").write_text(
       '{"error": {"code": 3, "message": "Bad image data."}}')
@@ -220,18 +221,18 @@ def vision_dataset(tmp_path_factory):
 def test_builder_stores_label_ids_and_teacher_scores(vision_dataset):
   root, paths, data = vision_dataset
   builder = dataset_lib.load_builder(data)
-  vocabulary = builder.info.features[features_lib.LABELS].feature.names
+  vocabulary = builder.info.features[distill.LABELS].feature.names
   assert len(vocabulary) == 8
   stored = {}
   for split in builder.info.splits:
     for ex in tfds.as_numpy(builder.as_dataset(split=split)):
       stored[ex["path"].decode()] = dict(zip(
-          (vocabulary[i] for i in ex[features_lib.LABELS]), ex[features_lib.LABEL_SCORES]))
+          (vocabulary[i] for i in ex[distill.LABELS]), ex[distill.LABEL_SCORES]))
   bad = {paths[i] for i in (1, 2, 3, 4)}
   assert set(stored) == set(paths) - bad
   for path, labels in stored.items():
     response = json.load(open(root / "vision" / f"{os.path.basename(path)}.json"))
-    expected = {build_tagged_dataset.normalize_tag(a["description"]): a["score"]
+    expected = {vocabulary_lib.normalize_name(a["description"]): a["score"]
                 for a in response["labelAnnotations"]}
     expected = {k: v for k, v in expected.items() if k in vocabulary}
     assert labels.keys() == expected.keys()
@@ -239,36 +240,34 @@ def test_builder_stores_label_ids_and_teacher_scores(vision_dataset):
       assert labels[k] == pytest.approx(v, abs=1e-6)
   rejected = {os.path.basename(r["path"]): r["reason"] for r in map(
       json.loads, open(os.path.join(data, "rejected.jsonl")))}
-  assert rejected == {"000001.jpg": imaging.MALFORMED_LABEL_FILE,
-                      "000002.jpg": imaging.API_ERROR,
-                      "000003.jpg": imaging.MALFORMED_LABEL_FILE,
-                      "000004.jpg": imaging.NO_LABEL_FILE}
+  assert rejected == {"000001.jpg": distill.MALFORMED_LABEL_FILE,
+                      "000002.jpg": distill.API_ERROR,
+                      "000003.jpg": distill.MALFORMED_LABEL_FILE,
+                      "000004.jpg": features_lib.NO_LABEL_FILE}
 
 
 @pytest.mark.parametrize("loss", ["bce", "kl"])
 def test_student_trains_on_soft_targets(vision_dataset, tmp_path, loss):
   _, _, data = vision_dataset
-  info = training.train(tiny_config(data, tmp_path, task="distill", loss=loss, dropout=0.35))
+  info = tasks.train(tiny_config(data, tmp_path, task="distill", loss=loss, dropout=0.35))
   assert info["task"] == "distill" and info["num_outputs"] == 8
-  result = evaluate.evaluate_distill(str(tmp_path), data, "test")
+  _, result = tasks.run_evaluation(str(tmp_path), data, tasks.EvalOptions(split="test"))
   assert 0 <= result["mae"] <= 1 and result["num_examples"] > 0
   assert set(result["baseline"]) >= {"mae", "mse", "top1_in_top5", "spearman"}
 
 
 def test_the_distillation_baseline_is_each_labels_mean_train_score(vision_dataset):
-  from alti2v import input_pipeline, tasks
   _, _, data = vision_dataset
   task = tasks.get_task("distill")
   train = np.concatenate([y.numpy() for _, y in input_pipeline.input_fn(
       data, "train", 8, training=False, image_size=32, label_fn=task.label_fn(8),
       label_features=task.label_features)])
-  means = evaluate.mean_train_scores(data, 8)
+  means = distill.mean_train_scores(data, 8)
   np.testing.assert_allclose(means, train.mean(0), rtol=1e-6)
   assert (means > 0).any() and (means < 1).all()
 
 
 def test_input_fn_gives_dense_teacher_scores(vision_dataset):
-  from alti2v import input_pipeline, tasks
   _, _, data = vision_dataset
   task = tasks.get_task("distill")
   _, targets = next(iter(input_pipeline.input_fn(
@@ -284,21 +283,20 @@ def test_distillation_metrics_by_hand():
                       [0.0, 0.8, 0.4, 0.0, 0.0, 0.1]])
   student = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
                       [0.0, 0.9, 0.3, 0.1, 0.1, 0.0]])
-  m = evaluate.distillation_metrics(teacher, student)
+  m = distill.distillation_metrics(teacher, student)
   assert m["mae"] == pytest.approx(np.abs(teacher - student).mean())
   assert m["mse"] == pytest.approx(((teacher - student) ** 2).mean())
   # image 1: teacher's top label 0 is the student's lowest (not in its top 5: 5,4,3,2,1)
   # image 2: teacher's top label 1 is the student's top
   assert m["top1_in_top5"] == pytest.approx(0.5)
   # two images per label: rho = +1 or -1 where both vary
-  assert evaluate.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
-  assert evaluate.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-  assert evaluate.spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)
-  assert np.isnan(evaluate.spearman([1, 1, 1], [1, 2, 3]))
+  assert metrics.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+  assert metrics.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+  assert metrics.spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)
+  assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
 
 
 def test_normalized_kl_is_zero_for_the_same_distribution():
-  from alti2v import tasks
   t = np.array([[0.2, 0.6, 0.2]], np.float32)
-  assert float(tasks.normalized_kl(t, t * 0.5)[0]) == pytest.approx(0.0, abs=1e-5)
-  assert float(tasks.normalized_kl(t, np.array([[0.6, 0.2, 0.2]], np.float32))[0]) > 0.1
+  assert float(distill.normalized_kl(t, t * 0.5)[0]) == pytest.approx(0.0, abs=1e-5)
+  assert float(distill.normalized_kl(t, np.array([[0.6, 0.2, 0.2]], np.float32))[0]) > 0.1

@@ -2,10 +2,12 @@
 
 Both take uint8 images; VGG's own preprocessing (RGB→BGR, ImageNet mean) runs inside the
 model, so the input pipeline moves 4× fewer bytes and an exported model accepts plain images.
+build_model puts a task's head on top.
 """
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import keras
 from keras import layers
@@ -108,3 +110,25 @@ def freeze_layers(backbone: keras.Model, count: int, weights: str | None) -> int
   logging.info("froze %d backbone layers: %s ... %s", count, backbone.layers[0].name,
                backbone.layers[count - 1].name)
   return count
+
+
+def build_model(head: Callable, *, image_size: int, backbone: str, weights: str | None,
+                frozen_layers: int, name: str) -> keras.Model:
+  """uint8 images → VGG preprocessing → backbone → head.
+
+  Args:
+    head: backbone features → outputs, or (outputs, [its own keras.Input layers]) for a
+      model with more inputs than the image (they join it under their names).
+    image_size, backbone, weights, frozen_layers: as in build_backbone, freeze_layers.
+    name: the model's name.
+  """
+  inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
+  x = VGGPreprocess(name="vgg_preprocess")(inputs)
+  features = build_backbone(backbone, image_size, weights)
+  freeze_layers(features, frozen_layers, weights)
+  outputs = head(features(x))
+  if isinstance(outputs, tuple):  # A head with inputs of its own (Show and Tell).
+    outputs, extra_inputs = outputs
+    return keras.Model({"image": inputs, **{i.name: i for i in extra_inputs}}, outputs,
+                       name=name)
+  return keras.Model(inputs, outputs, name=name)

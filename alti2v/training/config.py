@@ -1,4 +1,4 @@
-"""The one typed training config: built from flags by alti2v.train, passed to alti2v.training."""
+"""The one typed training config: built from flags by alti2v.train, read by the training loop."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +13,7 @@ class TrainConfig:
   """Everything a training run depends on.
 
   Attributes:
-    task: what is learned; a name in alti2v.tasks.TASKS ("tagger").
+    task: what is learned; a registered task's name (alti2v.tasks: "tagger").
     data_dir: a finished dataset directory (written by a beam_jobs builder).
     model_dir: checkpoints, logs and the exported model go here.
     image_size: side of the square model input, pixels.

@@ -1,7 +1,7 @@
 """Decode, validate, normalise and shrink one image file with Pillow: the only image-file code.
 
 Every input becomes an RGB JPEG whose longer side is at most `max_side`, or a `Rejected`
-with a reason code from REASONS.
+with a reason code (REASONS: why the bytes are no usable image).
 """
 from __future__ import annotations
 
@@ -20,29 +20,22 @@ BACKGROUND = (255, 255, 255)  # Transparent pixels are composited on white.
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
 
-# Reason codes for inputs that are not used (rejected.jsonl "reason" field).
+# Reason codes of an image file that cannot be used (rejected.jsonl "reason" field). The
+# reasons a builder gives about labels are in features.py and in each task's module.
 UNREADABLE = "unreadable"
 EMPTY_FILE = "empty_file"
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED = "truncated"
 CORRUPT = "corrupt"
 TOO_MANY_PIXELS = "too_many_pixels"
-NO_TAG_FILE = "no_tag_file"
-NO_IMAGE_FILE = "no_image_file"
-NO_TAGS = "no_tags"
-NO_TAGS_IN_VOCABULARY = "no_tags_in_vocabulary"
-DUPLICATE = "duplicate"
-NO_CLASS_FOLDER = "no_class_folder"
-NO_LABEL_FILE = "no_label_file"
-MALFORMED_LABEL_FILE = "malformed_label_file"
-API_ERROR = "api_error"
-REASONS = (NO_CLASS_FOLDER, NO_LABEL_FILE, MALFORMED_LABEL_FILE, API_ERROR, UNREADABLE, EMPTY_FILE, NOT_AN_IMAGE, TRUNCATED, CORRUPT,
-           TOO_MANY_PIXELS, NO_TAG_FILE, NO_IMAGE_FILE, NO_TAGS,
-           NO_TAGS_IN_VOCABULARY, DUPLICATE)
+REASONS = (UNREADABLE, EMPTY_FILE, NOT_AN_IMAGE, TRUNCATED, CORRUPT, TOO_MANY_PIXELS)
 
 
 class Rejected(Exception):
-  """An input that cannot be used, with a reason code from REASONS and a detail."""
+  """An input that cannot be used, with a reason code and a detail.
+
+  The reason is one of REASONS here, features.REJECTION_REASONS, or a task's own.
+  """
 
   def __init__(self, reason: str, detail: str = ""):
     super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -2,7 +2,8 @@
 
 Reads with tensorflow-datasets' own reader (file sharding by InputContext, interleave,
 parsing with the feature spec); decodes the JPEG once, here; pads to square and resizes.
-Labels are made by a task's label function (multi-hot tags by default).
+Labels are made by a task's label function (by default the multi-hot of a dataset's one
+class-list feature, e.g. a tagged dataset's tags).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from alti2v import dataset as dataset_lib
-from alti2v import features as features_lib
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
 
 AUGMENTATIONS = ("flip", "crop")
 DEFAULT_SHUFFLE_BUFFER = 2048
@@ -74,13 +75,30 @@ def check_augmentations(augmentations: Sequence[str]) -> None:
     raise ValueError(f"unknown augmentations {sorted(unknown)}; known: {AUGMENTATIONS}")
 
 
-def multi_hot_tags(num_tags: int) -> Callable[[dict], tf.Tensor]:
-  """Label function: the `tags` ids of a record → multi-hot float32 [num_tags]."""
+def multi_hot(feature: str, num_classes: int) -> Callable[[dict], tf.Tensor]:
+  """Label function: the class ids in a record's `feature` → multi-hot float32 [num_classes]."""
   def label(example: dict) -> tf.Tensor:
-    ids = tf.cast(example[features_lib.TAGS], tf.int64)
-    hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [num_tags])
+    ids = tf.cast(example[feature], tf.int64)
+    hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [num_classes])
     return tf.minimum(hot, 1.0)
   return label
+
+
+def default_label(builder: tfds.core.DatasetBuilder) -> tuple[Callable, tuple[str]]:
+  """(label_fn, label_features) when none is given: the multi-hot of the dataset's one
+  class-list feature (a tagged dataset's tags).
+
+  Raises:
+    ValueError: the dataset has no such feature, or several: pass a task's label_fn.
+  """
+  own = [key for key, spec in builder.info.features.items()
+         if isinstance(spec, tfds.features.Sequence)
+         and isinstance(spec.feature, tfds.features.ClassLabel)]
+  if len(own) != 1:
+    raise ValueError(f"no default label for a dataset with the features "
+                     f"{sorted(builder.info.features.keys())}: pass label_fn and "
+                     "label_features (a task's)")
+  return multi_hot(own[0], builder.info.features[own[0]].feature.num_classes), (own[0],)
 
 
 def check_shards(data_dir: str, builder: tfds.core.DatasetBuilder, split: str) -> None:
@@ -108,7 +126,7 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
              input_context: Optional[tf.distribute.InputContext] = None,
              augmentations: Sequence[str] = ("flip",),
              label_fn: Optional[Callable[[dict], tf.Tensor]] = None,
-             label_features: Sequence[str] = (features_lib.TAGS,),
+             label_features: Sequence[str] = (),
              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
              seed: Optional[int] = None,
              with_path: bool = False,
@@ -130,7 +148,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     image_size: side of the square model input.
     input_context: from distribute_datasets_from_function; None = one pipeline.
     augmentations: applied in training; a subset of AUGMENTATIONS.
-    label_fn: record dict → label tensor; default multi-hot of `tags`.
+    label_fn: record dict → label tensor (a task's label_fn); default: the
+      multi-hot of the dataset's one class-list feature (default_label).
     label_features: the record features label_fn reads; only these (and the
       image) are parsed.
     shuffle_buffer: examples in the shuffle buffer (training).
@@ -154,7 +173,7 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
   if split in builder.info.splits:
     check_shards(data_dir, builder, split)
   if label_fn is None:
-    label_fn = multi_hot_tags(builder.info.features[features_lib.TAGS].feature.num_classes)
+    label_fn, label_features = default_label(builder)
   per_replica = (input_context.get_per_replica_batch_size(batch_size)
                  if input_context else batch_size)
   read_config = tfds.ReadConfig(
@@ -208,8 +227,3 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
 
 def num_examples(data_dir: str, split: str) -> int:
   return dataset_lib.load_builder(data_dir).info.splits[split].num_examples
-
-
-def vocabulary(data_dir: str) -> list[str]:
-  """The tag names of a dataset, index = tag id."""
-  return list(dataset_lib.load_builder(data_dir).info.features[features_lib.TAGS].names)

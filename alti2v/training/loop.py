@@ -1,38 +1,41 @@
 """The training loop every task shares: devices → precision → strategy → model → fit → export.
 
-`train(config)` is what `python -m alti2v.train` and the tests call. A model_dir holds one run:
-a rerun resumes it (BackupAndRestore), the best epoch by validation loss is kept across
-resumes, and a finished run is not trained again unless config.overwrite.
+`train(config, task)` is given the task (alti2v.tasks.train looks it up by config.task, for
+`python -m alti2v.train` and the tests); it knows no task of its own. A model_dir holds one run
+(run_dir.py): a rerun resumes it (BackupAndRestore), the best epoch by validation loss is kept
+across resumes, and a finished run is not trained again unless config.overwrite.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import keras
 import tensorflow as tf
 
-from alti2v import dataset as dataset_lib
-from alti2v import features as features_lib
-from alti2v import input_pipeline
-from alti2v import tasks
-from alti2v.config import TrainConfig
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
+from alti2v.training import run_dir
+from alti2v.training.config import TrainConfig
 
-# Files of a model_dir.
-CONFIG_FILE = "config.json"
-BACKUP_DIR = "backup"  # Latest state (weights, optimizer, epoch), written every epoch.
-BEST_MODEL = "best.keras"
-BEST_FILE = "best.json"
-HISTORY_FILE = "history.csv"
-LOG_DIR = "logs"  # TensorBoard.
-MODEL_FILE = "model.keras"  # The exported model: the best epoch's weights.
-SAVED_MODEL_DIR = "saved_model"
-MODEL_INFO_FILE = "model_info.json"  # Written last: the run is finished.
+
+class TrainableTask(Protocol):
+  """What the loop asks of a task (alti2v.tasks.Task has it all; the loop imports no task)."""
+  name: str
+  label_feature: str
+  label_features: tuple[str, ...]
+  pack: Optional[Callable]
+
+  def output_names(self, builder: Any) -> list[str]: ...
+  def num_outputs(self, num_names: int) -> int: ...
+  def label_fn(self, num_outputs: int) -> Callable: ...
+  def build_model(self, config: TrainConfig, num_outputs: int) -> keras.Model: ...
+  def make_loss(self, name: str = "") -> Any: ...
+  def metrics(self, num_outputs: int) -> list: ...
 
 
 def setup_devices(cpu_replicas: int) -> tf.distribute.Strategy:
@@ -86,68 +89,17 @@ class BestCheckpoint(keras.callbacks.Callback):
     super().__init__()
     self._model_dir = model_dir
     self._monitor = monitor
-    self.best = read_json(os.path.join(model_dir, BEST_FILE)) or {
+    self.best = run_dir.read_json(os.path.join(model_dir, run_dir.BEST_FILE)) or {
         "epoch": 0, monitor: float("inf")}
 
   def on_epoch_end(self, epoch, logs=None):
     value = (logs or {}).get(self._monitor)
     if value is None or not value < self.best[self._monitor]:
       return
-    path = os.path.join(self._model_dir, BEST_MODEL)
-    tmp = os.path.join(self._model_dir, "best.tmp.keras")
-    self.model.save(tmp)
-    os.replace(tmp, path)  # Never a half-written best model.
+    run_dir.save_model(self.model, os.path.join(self._model_dir, run_dir.BEST_MODEL))
     self.best = {"epoch": epoch + 1, self._monitor: float(value)}
-    write_json(os.path.join(self._model_dir, BEST_FILE), self.best)
+    run_dir.write_json(os.path.join(self._model_dir, run_dir.BEST_FILE), self.best)
     logging.info("epoch %d: new best %s %.5f", epoch + 1, self._monitor, value)
-
-
-def read_json(path: str) -> Optional[Any]:
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def write_json(path: str, value: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=2)
-  os.replace(tmp, path)
-
-
-def _prepare_model_dir(config: TrainConfig) -> Optional[dict]:
-  """Creates model_dir, or checks that it holds this same run. Returns a finished run's info."""
-  if config.overwrite and os.path.exists(config.model_dir):
-    if os.listdir(config.model_dir) and not os.path.exists(
-        os.path.join(config.model_dir, CONFIG_FILE)):
-      raise ValueError(f"--overwrite: {config.model_dir} is not a training run "
-                       f"(no {CONFIG_FILE}); refusing to delete it")
-    logging.info("--overwrite: removing %s", config.model_dir)
-    shutil.rmtree(config.model_dir)
-  os.makedirs(config.model_dir, exist_ok=True)
-  stored = read_json(os.path.join(config.model_dir, CONFIG_FILE))
-  current = dataclasses.asdict(config)
-  if stored is not None:
-    as_json = lambda value: json.loads(json.dumps(value))  # Tuples → lists, as stored.
-    # A field the stored run lacks is newer than the run, which had its default.
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
-                     and as_json(current[k]) != stored.get(k, as_json(defaults[k])))
-    if changed:
-      raise ValueError(
-          f"{config.model_dir} holds a run with other settings ({', '.join(changed)}); "
-          "use another model_dir or --overwrite")
-  write_json(os.path.join(config.model_dir, CONFIG_FILE), current)
-  info = read_json(os.path.join(config.model_dir, MODEL_INFO_FILE))
-  if info is not None and info["epochs"] >= config.epochs:
-    return info
-  if info is not None:  # Training on: the old export and its thresholds no longer apply.
-    for name in (MODEL_INFO_FILE, "thresholds.json", "threshold.json"):
-      path = os.path.join(config.model_dir, name)
-      if os.path.exists(path):
-        os.unlink(path)
-  return None
 
 
 def check_validation_split(data_dir: str, builder: Any) -> None:
@@ -174,12 +126,14 @@ def check_validation_split(data_dir: str, builder: Any) -> None:
       "Rebuild the dataset with --val_fraction > 0 (e.g. 0.1) and --overwrite")
 
 
-def train(config: TrainConfig,
+def train(config: TrainConfig, task: TrainableTask,
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
   """Trains (or resumes, or skips a finished run) and exports the best model.
 
   Args:
     config: the run.
+    task: the alti2v.tasks.Task named by config.task: it gives the output names,
+      the label function, the model, the loss and the metrics.
     extra_callbacks: run after alti2v's own callbacks (checkpoints first).
 
   Returns:
@@ -190,13 +144,12 @@ def train(config: TrainConfig,
   # Checked before model_dir is touched: a run that cannot end well never starts.
   builder = dataset_lib.load_builder(config.data_dir)
   check_validation_split(config.data_dir, builder)
-  finished = _prepare_model_dir(config)
+  finished = run_dir.prepare(config)
   if finished is not None:
     logging.info("%s already holds a finished run of %d epochs: nothing to do "
                  "(--overwrite starts over)", config.model_dir, finished["epochs"])
     return finished
-  task = tasks.get_task(config.task)
-  vocabulary = tasks.output_names(builder, task)
+  vocabulary = task.output_names(builder)
   num_outputs = task.num_outputs(len(vocabulary))
   num_train = builder.info.splits["train"].num_examples
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
@@ -236,16 +189,17 @@ def train(config: TrainConfig,
     return strategy.distribute_datasets_from_function(make)
 
   with strategy.scope():
-    model = tasks.build_model(config, num_outputs)
+    model = task.build_model(config, num_outputs)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=task.make_loss(config.loss), metrics=task.metrics(num_outputs))
   callbacks = [
       # The best first: killed between the two, the epoch is redone, not lost as a best.
       BestCheckpoint(config.model_dir),
-      keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, BACKUP_DIR),
+      keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, run_dir.BACKUP_DIR),
                                        delete_checkpoint=False),
-      keras.callbacks.CSVLogger(os.path.join(config.model_dir, HISTORY_FILE), append=True),
-      keras.callbacks.TensorBoard(os.path.join(config.model_dir, LOG_DIR),
+      keras.callbacks.CSVLogger(os.path.join(config.model_dir, run_dir.HISTORY_FILE),
+                                append=True),
+      keras.callbacks.TensorBoard(os.path.join(config.model_dir, run_dir.LOG_DIR),
                                   profile_batch=0),
       *extra_callbacks,
   ]
@@ -268,40 +222,26 @@ def train(config: TrainConfig,
   return export(config, task, vocabulary, num_outputs, policy, replicas)
 
 
-def export(config: TrainConfig, task: tasks.Task, vocabulary: Sequence[str],
+def export(config: TrainConfig, task: TrainableTask, vocabulary: Sequence[str],
            num_outputs: int, policy: str, replicas: int) -> dict:
   """The best epoch's model as model.keras and a SavedModel, with the vocabulary beside them."""
-  best = read_json(os.path.join(config.model_dir, BEST_FILE))
+  best = run_dir.read_json(os.path.join(config.model_dir, run_dir.BEST_FILE))
   if best is None:  # The validation split is checked up front: every val_loss was NaN.
     raise ValueError(f"no best model: no epoch had a finite validation loss (see "
-                     f"{os.path.join(config.model_dir, HISTORY_FILE)}); try a lower "
+                     f"{os.path.join(config.model_dir, run_dir.HISTORY_FILE)}); try a lower "
                      "--learning_rate")
-  model = keras.models.load_model(os.path.join(config.model_dir, BEST_MODEL))
-  tmp = os.path.join(config.model_dir, "model.tmp.keras")
-  model.save(tmp)
-  os.replace(tmp, os.path.join(config.model_dir, MODEL_FILE))
-  saved_model = os.path.join(config.model_dir, SAVED_MODEL_DIR)
-  tmp = saved_model + ".tmp"
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)
-  model.export(tmp, verbose=False)
-  if os.path.exists(saved_model):
-    shutil.rmtree(saved_model)
-  os.rename(tmp, saved_model)  # model_info.json, written last, marks the export complete.
-  vocabulary_file = f"{task.label_feature}.labels.txt"
-  with open(os.path.join(config.model_dir, vocabulary_file), "w", encoding="utf-8") as f:
-    f.write("".join(f"{t}\n" for t in vocabulary))
-  with open(os.path.join(config.data_dir, features_lib.METADATA_FILE), encoding="utf-8") as f:
-    build_args = json.load(f).get("build_args", {})
+  model = keras.models.load_model(os.path.join(config.model_dir, run_dir.BEST_MODEL))
+  metadata = run_dir.read_json(os.path.join(config.data_dir, features_lib.METADATA_FILE))
+  build_args = (metadata or {}).get("build_args", {})
   info = {
       "task": config.task, "image_size": config.image_size,
       "stored_image_size": build_args.get("image_size"),
-      "vocabulary_file": vocabulary_file, "num_outputs": num_outputs,
-      "epochs": config.epochs, "best_epoch": best["epoch"],
+      "vocabulary_file": features_lib.vocabulary_file(task.label_feature),
+      "num_outputs": num_outputs, "epochs": config.epochs, "best_epoch": best["epoch"],
       "best_val_loss": best["val_loss"], "mixed_precision": policy, "replicas": replicas,
-      "model": MODEL_FILE, "saved_model": SAVED_MODEL_DIR,
+      "model": run_dir.MODEL_FILE, "saved_model": run_dir.SAVED_MODEL_DIR,
   }
-  write_json(os.path.join(config.model_dir, MODEL_INFO_FILE), info)
+  run_dir.export(config.model_dir, model, vocabulary, info)
   logging.info("exported the best epoch (%d, val_loss %.5f) to %s", best["epoch"],
                best["val_loss"], config.model_dir)
   return info

@@ -1,4 +1,4 @@
-"""Katakana caption vocabulary: special tokens, encoding to fixed-length ids, decoding.
+"""The character vocabulary of katakana captions: special tokens, encoding to fixed-length ids, decoding.
 
 A caption of at most MAX_CHARS characters is stored as CAPTION_LENGTH ids: its characters,
 END, then PAD. The vocabulary (≤ MAX_VOCABULARY symbols) is PAD, START, END, UNK, then the

@@ -280,6 +280,8 @@ class _Analyzer(threading.local):
 
   def __init__(self):
     super().__init__()
+    # Lazy: MeCab and its dictionary are the optional `caption` extra (~250 MB), needed
+    # only when text is read, not to import this module (or alti2v.tasks).
     import fugashi  # pylint: disable=import-outside-toplevel
     import unidic_lite  # pylint: disable=import-outside-toplevel
     # Name unidic-lite's dictionary: a bare Tagger() picks the `unidic` package first when
@@ -311,7 +313,7 @@ _NOT_KATAKANA = re.compile(r"[^ァ-ヺー ]+")
 
 
 def _word_reading(word) -> str:
-  import jaconv  # pylint: disable=import-outside-toplevel
+  import jaconv  # pylint: disable=import-outside-toplevel  (the optional `caption` extra)
   kana = word.feature.kana
   if kana and kana != "*":
     return kana
@@ -428,7 +430,7 @@ def to_katakana(text: str) -> str:
   Returns:
     Its reading: only katakana, ー and single spaces (punctuation and symbols dropped).
   """
-  import jaconv  # pylint: disable=import-outside-toplevel
+  import jaconv  # pylint: disable=import-outside-toplevel  (the optional `caption` extra)
   words = list(_tagger()(jaconv.normalize(text)))
   out: list[str] = []
   i = 0

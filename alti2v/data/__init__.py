@@ -1,0 +1,1 @@
+"""Datasets: the feature spec, opening and verifying a dataset, the tf.data input pipeline, Pillow."""

@@ -1,0 +1,76 @@
+"""The feature spec every alti2v dataset shares, imported by the Beam writer and the tf.data reader.
+
+Owns the common fields of a record, the file names of a dataset directory, the shard naming and
+the rejection reasons every builder may give; a task adds its own fields (alti2v/tasks/).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+# Feature keys every record has (the field names inside every tf.train.Example).
+IMAGE = "image"
+PATH = "path"
+CONTENT_HASH = "content_hash"
+HEIGHT = "height"
+WIDTH = "width"
+
+SPLITS = ("train", "validation", "test")
+FILE_FORMAT = "tfrecord"
+
+# Files of a dataset directory, besides the shards.
+DATASET_INFO_FILE = "dataset_info.json"  # Written last: its presence = complete.
+FEATURES_FILE = "features.json"
+METADATA_FILE = "metadata.json"
+REJECTED_FILE = "rejected.jsonl"
+TAG_COUNTS_FILE = "tag_counts.tsv"  # Per-label counts of a dataset with a vocabulary.
+TMP_DIR = "_tmp"  # Shards being written; removed when the build finishes.
+
+
+def vocabulary_file(feature: str) -> str:
+  """The file tfds names a ClassLabel's names after ("tags" → "tags.labels.txt")."""
+  return f"{feature}.labels.txt"
+
+
+# Reasons in rejected.jsonl that any builder may give (decoding reasons: imaging.py; a
+# task's own: its module's REJECTION_REASONS).
+NO_IMAGE_FILE = "no_image_file"  # A label file or entry without its image.
+NO_LABEL_FILE = "no_label_file"  # An image without its label file or entry.
+NO_TAGS = "no_tags"  # A label file that names no label.
+NO_TAGS_IN_VOCABULARY = "no_tags_in_vocabulary"  # None of its labels made the vocabulary.
+DUPLICATE = "duplicate"  # The same bytes as an image kept.
+REJECTION_REASONS = (NO_IMAGE_FILE, NO_LABEL_FILE, NO_TAGS, NO_TAGS_IN_VOCABULARY, DUPLICATE)
+
+
+def features_dict(own: Mapping[str, tfds.features.FeatureConnector]
+                  ) -> tfds.features.FeaturesDict:
+  """The common fields around a task's own: a JPEG-encoded RGB image, the task's fields,
+  its source path, the sha256 of the source file, and the stored height/width.
+
+  Args:
+    own: the task's fields, by key (e.g. {"tags": Sequence(ClassLabel(...))}).
+  """
+  return tfds.features.FeaturesDict({
+      IMAGE: tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+      **own,
+      PATH: tfds.features.Text(doc="Source file the image was read from."),
+      CONTENT_HASH: tfds.features.Text(doc="sha256 of the source file's bytes."),
+      HEIGHT: tfds.features.Scalar(np.int32, doc="Stored image height."),
+      WIDTH: tfds.features.Scalar(np.int32, doc="Stored image width."),
+  })
+
+
+def shard_filename(dataset_name: str, split: str, shard_index: int,
+                   num_shards: int) -> str:
+  """The file name tensorflow-datasets gives a shard.
+
+  Returns:
+    e.g. "tagged_images-train.tfrecord-00003-of-00032".
+  """
+  template = tfds.core.ShardedFileTemplate(
+      data_dir="/", template=tfds.core.naming.DEFAULT_FILENAME_TEMPLATE,
+      dataset_name=dataset_name, split=split, filetype_suffix=FILE_FORMAT)
+  return template.sharded_filepath(
+      shard_index=shard_index, num_shards=num_shards).name

@@ -1,0 +1,94 @@
+"""Image files on disk → batches of model input, the road a file takes at prediction time.
+
+Each file goes the training road: Pillow normalisation as in the builder (EXIF, modes, resize
+to the stored size, JPEG), then the input pipeline's decode and pad-to-square, batched through
+tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
+screen and caption (through training/run_dir.py's TrainedRun.score_files).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from typing import Iterable, Sequence
+
+import tensorflow as tf
+
+from alti2v.data import imaging
+from alti2v.data import input_pipeline
+
+
+def expand_paths(patterns: Iterable[str]) -> list[str]:
+  """Files as given; directories searched recursively and globs expanded, keeping images.
+
+  Raises:
+    FileNotFoundError: a pattern matches nothing.
+  """
+  paths = []
+  for pattern in patterns:
+    if os.path.isfile(pattern):
+      paths.append(pattern)
+      continue
+    if os.path.isdir(pattern):
+      found = [os.path.join(root, name) for root, _, names in os.walk(pattern)
+               for name in names]
+    else:
+      found = glob.glob(pattern, recursive=True)
+    images = sorted(p for p in found if os.path.isfile(p) and imaging.is_image_path(p))
+    if not images and not found:
+      raise FileNotFoundError(f"no file matches {pattern!r}")
+    paths.extend(images)
+  return paths
+
+
+def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
+  """(stored-form JPEG, "") or (b"", "reason: detail") for one file."""
+  try:
+    with open(os.fsdecode(path), "rb") as f:
+      data = f.read()
+    return imaging.decode_and_resize(data, int(stored_size)).jpeg, b""
+  except imaging.Rejected as e:
+    return b"", str(e).encode()
+  except OSError as e:
+    return b"", f"{imaging.UNREADABLE}: {e}".encode()
+
+
+def image_dataset(paths: Sequence[str], image_size: int, stored_size: int,
+                  batch_size: int) -> tf.data.Dataset:
+  """Batches of (uint8 images, error strings, paths); an image that failed is zeros with its error."""
+  def load(path):
+    jpeg, error = tf.numpy_function(_normalize, [path, stored_size],
+                                    [tf.string, tf.string], stateful=False)
+    jpeg.set_shape([])
+    error.set_shape([])
+    image = tf.cond(tf.equal(error, ""),
+                    lambda: input_pipeline.to_model_input(jpeg, image_size),
+                    lambda: tf.zeros([image_size, image_size, 3], tf.uint8))
+    return image, error, path
+
+  # Paths as bytes: a scraped name need not be valid UTF-8.
+  ds = tf.data.Dataset.from_tensor_slices(
+      tf.constant([os.fsencode(p) for p in paths], tf.string))
+  # Pillow releases the GIL, so parallel calls of the numpy_function overlap.
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class Progress:
+  """A one-line progress bar on stderr (stdout may carry the JSON lines): done/total, images/s."""
+
+  def __init__(self, total: int, stream=None):
+    self._total = total
+    self._stream = stream or sys.stderr
+    self._start = time.perf_counter()
+
+  def update(self, done: int) -> None:
+    elapsed = max(1e-9, time.perf_counter() - self._start)
+    width = 30
+    filled = int(width * done / max(1, self._total))
+    self._stream.write(f"\r[{'=' * filled}{'.' * (width - filled)}] {done}/{self._total} "
+                       f"images, {done / elapsed:.1f} images/s")
+    if done >= self._total:
+      self._stream.write("\n")
+    self._stream.flush()

@@ -1,0 +1,206 @@
+"""The Illustration2Vec tagger: multi-label tags, learned from images beside Safebooru-style tag files.
+
+Owns the `tags` field, the multi-hot label, the head and loss, the evaluation (mAP beside each
+tag's train frequency as a constant score; F1 at per-tag thresholds calibrated on validation),
+tagging files (`python -m alti2v.predict`) and the Safebooru sample layout.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from typing import Iterator, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow_datasets as tfds
+
+from alti2v import metrics
+from alti2v import models
+from alti2v.data import dataset as dataset_lib
+from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
+from alti2v.data import samples
+from alti2v.tasks import base
+from alti2v.training import run_dir
+
+TAGS = "tags"  # Tag ids into the vocabulary (tags.labels.txt).
+NO_TAG_FILE = "no_tag_file"  # An image without its .txt tag file.
+REJECTION_REASONS = (NO_TAG_FILE,)
+MIN_SUPPORT = 5  # Validation positives below which a tag's calibrated threshold is floored.
+RARE_FLOOR = 0.5
+
+
+def tagged_features(vocabulary: Sequence[str]) -> tfds.features.FeaturesDict:
+  """The features of a tagged-image dataset: the common ones and its tags.
+
+  Args:
+    vocabulary: tag names; a tag's index in it is its class id.
+  """
+  return features_lib.features_dict(
+      {TAGS: tfds.features.Sequence(tfds.features.ClassLabel(names=list(vocabulary)))})
+
+
+def train_frequencies(data_dir: str, num_tags: int) -> np.ndarray:
+  """Fraction of train images carrying each tag, from the builder's tag_counts.tsv."""
+  num_train = dataset_lib.load_builder(data_dir).info.splits["train"].num_examples
+  counts = np.zeros(num_tags)
+  with open(os.path.join(data_dir, features_lib.TAG_COUNTS_FILE), encoding="utf-8") as f:
+    next(f)
+    for line in f:
+      _, tag_id, train, *_ = line.rstrip("\n").split("\t")
+      counts[int(tag_id)] = int(train)
+  return counts / max(1, num_train)
+
+
+# Sample data: the Safebooru layout.
+
+
+def _tag_text(tags: Sequence[str], style: int) -> str:
+  """The tag file in one of the layouts found in the wild."""
+  if style == 0:
+    return " ".join(tags) + "\n"
+  if style == 1:  # Comma separated, human spelling: "Red Circle, two shapes".
+    return ", ".join(t.replace("_", " ").title() if i % 2 else t
+                     for i, t in enumerate(tags))
+  return "\n".join(tags) + "\n"
+
+
+def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
+  """Writes `num_images` images with their tag files into out_dir (a few per sub-folder).
+
+  Args:
+    out_dir: created if missing.
+    num_images: how many images.
+    seed: the corpus for a seed is the same on every machine.
+
+  Returns:
+    The image paths written, in index order.
+  """
+  paths = []
+  for index in range(num_images):
+    sample = samples.draw_sample(index, seed)
+    folder = os.path.join(out_dir, f"{index // 1000:04d}")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{index:06d}{samples.image_extension(index)}")
+    samples.save_image(sample.image, path)
+    with open(os.path.join(folder, f"{index:06d}.txt"), "w", encoding="utf-8") as f:
+      f.write(_tag_text(sample.tags, index % 3))
+    paths.append(path)
+  return paths
+
+
+def _write_safebooru(out_dir: str, num_images: int, seed: int) -> str:
+  paths = write_corpus(out_dir, num_images, seed)
+  return f"wrote {len(paths)} images with tag files under {out_dir}"
+
+
+SAFEBOORU = samples.SampleLayout("safebooru", "N.jpg beside N.txt (tagger)", _write_safebooru)
+
+
+class TaggerTask(base.Task):
+  """Illustration2Vec: an independent sigmoid per tag, binary cross-entropy."""
+  name = "tagger"
+  description = "multi-label tags"
+  label_feature = TAGS
+  rejection_reasons = REJECTION_REASONS
+  sample_layouts = (SAFEBOORU,)
+
+  def label_fn(self, num_outputs):
+    return input_pipeline.multi_hot(TAGS, num_outputs)
+
+  def head(self, features, num_outputs, config):
+    return models.dense_head(features, num_outputs, config.hidden_units, config.dropout)
+
+  def default_loss(self):
+    return keras.losses.BinaryCrossentropy()
+
+  def metrics(self, num_outputs):
+    return [
+        keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_outputs,
+                          name="pr_auc"),
+        keras.metrics.Precision(thresholds=0.5, name="precision"),
+        keras.metrics.Recall(thresholds=0.5, name="recall"),
+    ]
+
+  def evaluate(self, run, data_dir, options):
+    """Calibrates per-tag thresholds on validation (saved for predict), evaluates the split,
+    writes the per-tag CSV.
+
+    Returns:
+      {"map", "constant_map", "micro_f1", "macro_f1", "num_examples", "per_tag_csv",
+       "thresholds" (the thresholds file), "split"}.
+    """
+    split = options.split
+    val_labels, val_scores = self.predict_split(run, data_dir, "validation",
+                                                options.batch_size)
+    thresholds = metrics.calibrate_thresholds(val_labels, val_scores, MIN_SUPPORT, RARE_FLOOR)
+    thresholds_path = run_dir.write_tag_thresholds(
+        run.model_dir, run.vocabulary, thresholds, calibrated_on="validation",
+        num_examples=len(val_labels), min_support=MIN_SUPPORT, rare_floor=RARE_FLOOR)
+    labels, scores = (val_labels, val_scores) if split == "validation" else (
+        self.predict_split(run, data_dir, split, options.batch_size))
+    map_, aps = metrics.mean_average_precision(labels, scores)
+    constant = np.broadcast_to(train_frequencies(data_dir, len(run.vocabulary)), scores.shape)
+    constant_map, _ = metrics.mean_average_precision(labels, constant)
+    f1 = metrics.f1_at(labels, scores, thresholds)
+    csv_path = os.path.join(run.model_dir, run_dir.PER_TAG_CSV.format(split=split))
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(["tag", "support", "precision", "recall", "f1", "ap", "threshold"])
+      for j, tag in enumerate(run.vocabulary):
+        writer.writerow([tag, int(f1["support"][j]), f"{f1['precision'][j]:.4f}",
+                         f"{f1['recall'][j]:.4f}", f"{f1['f1'][j]:.4f}",
+                         "" if np.isnan(aps[j]) else f"{aps[j]:.4f}", f"{thresholds[j]:.4f}"])
+    result = {"split": split, "num_examples": int(len(labels)), "map": map_,
+              "constant_map": constant_map, "micro_f1": f1["micro_f1"],
+              "macro_f1": f1["macro_f1"], "per_tag_csv": csv_path,
+              "thresholds": thresholds_path}
+    logging.info("evaluation: %s", result)
+    return result
+
+  def report(self, result, model_dir):
+    r = result
+    return "\n".join([
+        f"{r['split']} ({r['num_examples']} images): "
+        f"mAP {r['map']:.4f}  (baseline, each tag's train frequency: "
+        f"{r['constant_map']:.4f}, {r['map'] / r['constant_map']:.2f}x)  "
+        f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}",
+        f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}"])
+
+
+TAGGER = TaggerTask()
+
+
+def tag_lines(run: run_dir.TrainedRun, paths: Sequence[str], *, top_k: int = 0,
+              threshold: Optional[float] = None, vector: bool = False,
+              batch_size: int = 32, progress: bool = False) -> Iterator[dict]:
+  """One dict per file: {"path", "tags": [{"tag", "score"}, ...]} (+ "vector"), or {"path",
+  "error"} for a file that cannot be read; tags scoring at or above their threshold, best first.
+
+  Args:
+    run: a finished tagger (or any run with one sigmoid per name: a student).
+    threshold: one threshold for every tag; None = the calibrated per-tag thresholds
+      (run_dir.TAG_THRESHOLDS_FILE, written by evaluate), or 0.5 where there are none.
+    top_k: keep at most k tags (0 = no cap); with threshold=0, exactly the top k.
+    vector: add the whole tag-probability vector (not Illustration2Vec's feature vector,
+      which is a hidden layer's activations).
+  """
+  if threshold is not None:
+    thresholds = np.full(len(run.vocabulary), threshold)
+  elif run.thresholds is not None:
+    thresholds = run.thresholds
+  else:
+    thresholds = np.full(len(run.vocabulary), run_dir.DEFAULT_THRESHOLD)
+  for path, scores, error in run.score_files(paths, batch_size, progress):
+    if scores is None:
+      yield {"path": path, "error": error}
+      continue
+    order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= thresholds[j]]
+    if top_k:
+      order = order[:top_k]
+    line = {"path": path, "tags": [{"tag": run.vocabulary[j],
+                                    "score": round(float(scores[j]), 4)} for j in order]}
+    if vector:
+      line["vector"] = [round(float(v), 6) for v in scores]
+    yield line

@@ -1,0 +1,1 @@
+"""Training: the typed config, the loop every task shares, the run directory it leaves."""

@@ -1,0 +1,181 @@
+"""The front of every builder: discover → read+decode → dedupe → split by content hash.
+
+  Candidate → ImageRecord[raw label] → (split, ImageRecord[raw label])
+The builder supplies read_label (Candidate → its raw label; raises imaging.Rejected); what
+is read, decoded and hashed, and which split an image lands in, is the same for every task.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from typing import Callable, Iterable, Optional
+
+import apache_beam as beam
+from apache_beam.io import fileio
+
+from alti2v.data import features as features_lib
+from alti2v.data import imaging
+from beam_jobs.stages import elements
+from beam_jobs.stages import files
+from beam_jobs.stages.elements import REJECTED, Candidate, ImageRecord
+
+ReadLabel = Callable[[Candidate], object]  # Returns the raw label; raises imaging.Rejected.
+
+
+# ---------------------------------------------------------------------------
+# discover
+
+def _stem(path: str) -> str:
+  return os.path.splitext(path)[0]
+
+
+def _pair_with_label(stem_and_paths: tuple[str, Iterable[str]],
+                     label_extension: str) -> Iterable[Candidate]:
+  _, paths = stem_and_paths
+  paths = sorted(paths)
+  labels = [p for p in paths if p.endswith(label_extension)]
+  images = [p for p in paths if imaging.is_image_path(p)]
+  label_path = labels[0] if labels else None
+  for image_path in images:
+    yield Candidate(image_path, label_path)
+  if label_path and not images:
+    yield elements.rejected(label_path, features_lib.NO_IMAGE_FILE,
+                            "label file without an image beside it")
+
+
+@beam.ptransform_fn
+def DiscoverImages(pbegin, input_dir: str,  # pylint: disable=invalid-name
+                   label_extension: Optional[str]):
+  """Every image under input_dir (any depth) paired with the label file of the same stem.
+
+  Listing goes through Beam's FileSystems, so gs:// works like a local path. With
+  label_extension=None (labels from folders or another tree), every image is a
+  Candidate without a label file.
+
+  Returns:
+    A DoOutputsTuple: candidates = Candidate, REJECTED = rejection dicts.
+  """
+  def keep(metadata) -> bool:
+    name = os.path.basename(metadata.path)
+    wanted = imaging.is_image_path(name) or bool(
+        label_extension and name.endswith(label_extension))
+    if not wanted:
+      elements.counter("files_ignored").inc()
+    return wanted and not name.startswith(".")
+
+  if label_extension is None:
+    return (
+        pbegin
+        | "MatchFiles" >> fileio.MatchFiles(files.join(input_dir, "**"))
+        | "KeepImages" >> beam.Filter(keep)
+        | "ToCandidate" >> beam.Map(lambda m: Candidate(m.path))
+        # Spread the listing over workers before the decoding.
+        | "Spread" >> beam.Reshuffle()
+        | "NoRejections" >> beam.FlatMap(lambda c: [c]).with_outputs(
+            REJECTED, main="candidates"))
+
+  return (
+      pbegin
+      | "MatchFiles" >> fileio.MatchFiles(files.join(input_dir, "**"))
+      # FileMetadata of every file
+      | "KeepImagesAndLabels" >> beam.Filter(keep)
+      | "KeyByStem" >> beam.Map(lambda m: (_stem(m.path), m.path))
+      # (stem, path)
+      | "GroupByStem" >> beam.GroupByKey()
+      # (stem, [paths])
+      | "PairWithLabel" >> beam.FlatMap(
+          _pair_with_label, label_extension).with_outputs(REJECTED, main="candidates"))
+
+
+# ---------------------------------------------------------------------------
+# read+decode
+
+class ReadAndDecode(beam.DoFn):
+  """Candidate → ImageRecord[raw label]: reads the label and the image, hashes and decodes once."""
+
+  def __init__(self, read_label: ReadLabel, max_side: int, max_pixels: int):
+    self._read_label = read_label
+    self._max_side = max_side
+    self._max_pixels = max_pixels
+
+  def setup(self):
+    self._images_read = elements.counter("images_read")
+
+  def process(self, candidate: Candidate):
+    self._images_read.inc()
+    path = candidate.image_path
+    try:
+      label = self._read_label(candidate)
+      try:
+        data = files.read_bytes(path)
+      except (OSError, IOError) as e:
+        raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
+      encoded = imaging.decode_and_resize(data, self._max_side, self._max_pixels)
+    except imaging.Rejected as e:
+      yield elements.rejected(path, e.reason, e.detail)
+      return
+    yield ImageRecord(path=path, content_hash=hashlib.sha256(data).hexdigest(),
+                      jpeg=encoded.jpeg, height=encoded.height, width=encoded.width,
+                      label=label)
+
+
+# ---------------------------------------------------------------------------
+# dedupe → split
+
+def _keep_first_of_duplicates(hash_and_records: tuple[str, Iterable[ImageRecord]]):
+  _, records = hash_and_records
+  records = sorted(records, key=lambda r: r.path)
+  kept = records[0]
+  yield kept
+  for duplicate in records[1:]:
+    elements.counter("duplicates").inc()
+    yield elements.rejected(duplicate.path, features_lib.DUPLICATE, f"duplicate of {kept.path}")
+
+
+@beam.ptransform_fn
+def DropDuplicates(records):  # pylint: disable=invalid-name
+  """Keeps one image per content hash (the first path in sort order); the others are rejected."""
+  return (
+      records
+      | "KeyByHash" >> beam.Map(lambda r: (r.content_hash, r))
+      # (content_hash, ImageRecord)
+      | "GroupByHash" >> beam.GroupByKey()
+      | "KeepFirst" >> beam.FlatMap(_keep_first_of_duplicates).with_outputs(
+          REJECTED, main="unique"))
+
+
+def split_of(content_hash: str, val_fraction: float, test_fraction: float) -> str:
+  """The split of an image, from its content hash: the same on every run and runner."""
+  position = int(content_hash[:16], 16) / 2.0**64  # Uniform in [0, 1).
+  if position < test_fraction:
+    return "test"
+  if position < test_fraction + val_fraction:
+    return "validation"
+  return "train"
+
+
+@beam.ptransform_fn
+def DecodeAndSplit(candidates, args: argparse.Namespace,  # pylint: disable=invalid-name
+                   read_label: ReadLabel):
+  """Candidate → read+decode → dedupe → (split, ImageRecord[raw label]), and the rejections.
+
+  Args:
+    args: the common flags (--image_size, --max_pixels, --val_fraction, --test_fraction).
+    read_label: Candidate → its raw label; raises imaging.Rejected.
+
+  Returns:
+    ((split, ImageRecord) PCollection, tuple of rejection PCollections).
+  """
+  decoded = (
+      candidates
+      # Candidate
+      | "ReadAndDecode" >> beam.ParDo(ReadAndDecode(
+          read_label, args.image_size, args.max_pixels)).with_outputs(
+              REJECTED, main="records"))
+  # ImageRecord[raw label]
+  unique = decoded.records | "DropDuplicates" >> DropDuplicates()
+  with_split = unique.unique | "AssignSplit" >> beam.Map(
+      lambda r: (split_of(r.content_hash, args.val_fraction, args.test_fraction), r))
+  # (split, ImageRecord[raw label])
+  return with_split, (decoded[REJECTED], unique[REJECTED])
