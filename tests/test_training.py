@@ -100,6 +100,33 @@ def test_killed_run_resumes_at_the_next_epoch_and_keeps_the_best(tiny_dataset, t
   assert best["epoch"] == int(np.argmin(losses)) + 1 == info["best_epoch"]
 
 
+def test_a_kill_during_the_backup_leaves_a_resumable_run(tiny_dataset, tmp_path, monkeypatch):
+  """Killed while the second epoch's backup is half written, the run resumes from the
+  first epoch's backup (Keras's own callback rewrote latest.weights.h5 in place: torn)."""
+  _, data = tiny_dataset
+  config = tiny_config(data, tmp_path, epochs=3, steps_per_epoch=2)
+  real = keras.Model.save_weights
+  calls = []
+
+  def torn(self, filepath, *args, **kwargs):
+    calls.append(filepath)
+    real(self, filepath, *args, **kwargs)
+    if len(calls) == 2:  # Killed half-way through writing the second backup.
+      with open(filepath, "r+b") as f:
+        f.truncate(os.path.getsize(filepath) // 2)
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(keras.Model, "save_weights", torn)
+  with pytest.raises(KeyboardInterrupt):
+    tasks.train(config)
+  monkeypatch.undo()
+  info = tasks.train(config)
+  assert info["epochs"] == 3
+  assert [r["epoch"] for r in history(tmp_path)] == ["0", "1", "2"]
+  backup = tmp_path / run_dir.BACKUP_DIR
+  assert sorted(os.listdir(backup)) == ["latest.weights.h5", "training_metadata.json"]
+
+
 def test_finished_run_is_not_trained_again_unless_overwrite(trained_tagger, caplog):
   data, model_dir = trained_tagger
   config = tiny_config(data, model_dir, epochs=2, steps_per_epoch=3)

@@ -26,7 +26,10 @@ from alti2v.training import run_dir
 
 TAGS = "tags"  # Tag ids into the vocabulary (tags.labels.txt).
 NO_TAG_FILE = "no_tag_file"  # An image without its .txt tag file.
-REJECTION_REASONS = (NO_TAG_FILE,)
+# A tag file that is neither UTF-8 nor UTF-8/UTF-16 with a byte-order mark, or that holds
+# NUL, control characters or U+FFFD (binary, or text already damaged by a conversion).
+BAD_TAG_ENCODING = "bad_tag_encoding"
+REJECTION_REASONS = (NO_TAG_FILE, BAD_TAG_ENCODING)
 MIN_SUPPORT = 5  # Validation positives below which a tag's calibrated threshold is floored.
 RARE_FLOOR = 0.5
 
@@ -186,6 +189,19 @@ def tag_lines(run: run_dir.TrainedRun, paths: Sequence[str], *, top_k: int = 0,
     vector: add the whole tag-probability vector (not Illustration2Vec's feature vector,
       which is a hidden layer's activations).
   """
+  # A task's name, not an import: no task imports another (a student also scores one
+  # sigmoid per name; a screening filter's single score is not a tag).
+  run.require_task(("tagger", "distill"), PREDICT_SERVES)
+  return _tag_lines(run, paths, top_k, threshold, vector, batch_size, progress)
+
+
+PREDICT_SERVES = ("predict tags files with a tagger (or a distillation student); sort a "
+                  "folder with a screening filter with `python -m alti2v.screen`, caption "
+                  "files with a captioner with `python -m alti2v.caption`")
+
+
+def _tag_lines(run, paths, top_k, threshold, vector, batch_size,
+               progress) -> Iterator[dict]:
   if threshold is not None:
     thresholds = np.full(len(run.vocabulary), threshold)
   elif run.thresholds is not None:

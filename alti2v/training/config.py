@@ -5,6 +5,7 @@ import dataclasses
 import json
 from typing import Optional, Sequence
 
+MIN_IMAGE_SIZE = 32
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -74,9 +75,17 @@ class TrainConfig:
     if self.mixed_precision not in PRECISIONS:
       raise ValueError(f"mixed_precision must be one of {PRECISIONS}, "
                        f"got {self.mixed_precision!r}")
-    for name in ("image_size", "batch_size", "epochs", "hidden_units"):
+    for name in ("batch_size", "epochs", "hidden_units", "shuffle_buffer"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    for name in ("steps_per_epoch", "validation_steps", "frozen_layers", "cpu_replicas"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+    # Both backbones halve the image 4-5 times; VGG16 itself refuses less than 32 px.
+    if self.image_size < MIN_IMAGE_SIZE:
+      raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}, got {self.image_size}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -38,6 +38,34 @@ class TrainableTask(Protocol):
   def metrics(self, num_outputs: int) -> list: ...
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """BackupAndRestore whose backup a kill at any instant leaves whole.
+
+  Keras rewrites backup/latest.weights.h5 in place (seconds of every epoch for a VGG16
+  head with its optimizer state), so a kill during the write left a truncated file and
+  an unresumable run. Here the weights go to a temporary file renamed over the old one,
+  then the epoch goes atomically to the metadata; a kill between the two leaves the new
+  weights with the previous epoch's number (the epoch is trained once more), never a torn
+  file. Overrides Keras's private _save_model (keras 3.15: setup.py pins the range).
+  """
+
+  _TMP_SUFFIX = ".tmp.weights.h5"  # save_weights wants a name ending in .weights.h5.
+
+  def on_train_begin(self, logs=None):
+    stale = self._weights_path + self._TMP_SUFFIX  # Left by a kill during a backup.
+    if os.path.exists(stale):
+      os.unlink(stale)
+    super().on_train_begin(logs)
+
+  def _save_model(self):
+    os.makedirs(self.backup_dir, exist_ok=True)
+    tmp = self._weights_path + self._TMP_SUFFIX
+    self.model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, self._weights_path)
+    run_dir.write_json(self._training_metadata_path,
+                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+
 def setup_devices(cpu_replicas: int) -> tf.distribute.Strategy:
   """MirroredStrategy over all GPUs, or over cpu_replicas logical CPUs; else the default.
 
@@ -126,6 +154,25 @@ def check_validation_split(data_dir: str, builder: Any) -> None:
       "Rebuild the dataset with --val_fraction > 0 (e.g. 0.1) and --overwrite")
 
 
+def check_task_fits_dataset(config: TrainConfig, task: TrainableTask, builder) -> None:
+  """The dataset holds what the task reads, and one training batch fits in its train split.
+
+  Raises:
+    ValueError saying what is wrong and what to do, before anything is written.
+  """
+  features = set(builder.info.features.keys())
+  missing = [name for name in task.label_features if name not in features]
+  if missing:
+    raise ValueError(
+        f"--task={task.name} reads {', '.join(missing)}, which {config.data_dir} does not "
+        f"hold (its fields: {', '.join(sorted(features))}): build its dataset with the "
+        f"task's builder, or pick the task the dataset was built for")
+  num_train = builder.info.splits["train"].num_examples
+  if config.batch_size > num_train:
+    raise ValueError(f"--batch_size={config.batch_size} is larger than the train split "
+                     f"({num_train} examples): lower it, or build with more images")
+
+
 def train(config: TrainConfig, task: TrainableTask,
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
   """Trains (or resumes, or skips a finished run) and exports the best model.
@@ -144,6 +191,7 @@ def train(config: TrainConfig, task: TrainableTask,
   # Checked before model_dir is touched: a run that cannot end well never starts.
   builder = dataset_lib.load_builder(config.data_dir)
   check_validation_split(config.data_dir, builder)
+  check_task_fits_dataset(config, task, builder)
   finished = run_dir.prepare(config)
   if finished is not None:
     logging.info("%s already holds a finished run of %d epochs: nothing to do "
@@ -195,8 +243,8 @@ def train(config: TrainConfig, task: TrainableTask,
   callbacks = [
       # The best first: killed between the two, the epoch is redone, not lost as a best.
       BestCheckpoint(config.model_dir),
-      keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, run_dir.BACKUP_DIR),
-                                       delete_checkpoint=False),
+      AtomicBackupAndRestore(os.path.join(config.model_dir, run_dir.BACKUP_DIR),
+                             delete_checkpoint=False),
       keras.callbacks.CSVLogger(os.path.join(config.model_dir, run_dir.HISTORY_FILE),
                                 append=True),
       keras.callbacks.TensorBoard(os.path.join(config.model_dir, run_dir.LOG_DIR),
