@@ -17,6 +17,8 @@ flags.DEFINE_string("model_dir", None, "A finished captioner run (task caption o
 flags.DEFINE_integer("beam_size", 1, "Beam width for the Show-and-Tell decoder; 1 = greedy.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.mark_flag_as_required("model_dir")
+flags.register_validator("beam_size", lambda v: v >= 1, "--beam_size must be >= 1")
+flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be >= 1")
 
 
 def main(argv):

@@ -29,6 +29,11 @@ flags.DEFINE_float("target_recall", None,
 flags.DEFINE_string("output_json", None,
                     "Also write the result (every figure and its baseline) to this file.")
 flags.mark_flags_as_required(["model_dir", "data_dir"])
+flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be >= 1")
+flags.register_validator("beam_size", lambda v: v >= 1, "--beam_size must be >= 1")
+for _name in ("target_precision", "target_recall"):
+  flags.register_validator(_name, lambda v: v is None or 0 < v <= 1,
+                           f"--{_name} must be in (0, 1]")
 
 
 def main(argv):

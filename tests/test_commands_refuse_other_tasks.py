@@ -42,3 +42,19 @@ def test_a_task_that_does_not_fit_the_dataset_is_refused_up_front(tiny_dataset, 
   with pytest.raises(ValueError, match=r"--batch_size=4096 is larger than the train split"):
     tasks.train(tiny_config(data, model_dir, batch_size=4096))
   assert not os.path.exists(model_dir)  # refused before anything was written
+
+
+@pytest.mark.parametrize("command, flag, message", [
+    ("alti2v.evaluate --data_dir=none", "--batch_size=0", "--batch_size must be >= 1"),
+    ("alti2v.evaluate --data_dir=none", "--target_precision=2",
+     "--target_precision must be in (0, 1]"),
+    ("alti2v.caption", "--beam_size=0", "--beam_size must be >= 1"),
+])
+def test_out_of_range_command_values_are_refused_in_one_line(command, flag, message):
+  import subprocess
+  import sys
+  done = subprocess.run(
+      [sys.executable, "-m", *command.split(), "--model_dir=none", flag],
+      capture_output=True, text=True, check=False)
+  assert done.returncode != 0
+  assert message in done.stderr and "Traceback" not in done.stderr
