@@ -248,7 +248,8 @@ def test_offline_imagenet_weights_end_in_one_line_that_says_what_to_do(tiny_data
   result = subprocess.run(
       [sys.executable, "-m", "alti2v.train", "--data_dir", data,
        "--model_dir", str(tmp_path / "run"), "--backbone=vgg16", "--weights=imagenet",
-       "--image_size=32", "--hidden_units=8", "--epochs=1", "--steps_per_epoch=1"],
+       "--image_size=32", "--hidden_units=8", "--epochs=1", "--steps_per_epoch=1",
+       "--batch_size=8"],
       capture_output=True, text=True, env=env, check=False)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
