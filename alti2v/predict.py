@@ -4,10 +4,10 @@
 
 Each line is {"path", "tags": [{"tag", "score"}, ...]} (+ "vector"), or {"path", "error"} for a
 file that cannot be read (reported, not fatal). Files take the training road
-(alti2v/data/image_files.py); the tags are alti2v.tasks.tagger.tag_lines'.
+(alti2v/data/image_files.py); the tags are alti2v.tasks.tagger.tag_lines'. The lines are
+UTF-8, a name that is not UTF-8 written with JSON's \\u escapes (image_files.json_line).
 """
 import contextlib
-import json
 import sys
 
 from absl import app, flags
@@ -40,7 +40,7 @@ def main(argv):
   with (open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output
         else contextlib.nullcontext(sys.stdout)) as out:
     for line in lines:
-      out.write(json.dumps(line, ensure_ascii=False) + "\n")
+      out.write(image_files.json_line(line) + "\n")
 
 
 if __name__ == "__main__":

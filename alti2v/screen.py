@@ -3,10 +3,14 @@
   python -m alti2v.screen --model_dir RUN --input_dir SCRAPED --output_dir OUT
       [--mode copy|move|manifest] [--threshold T]
 
-Losing no file: see alti2v/tasks/screen/sorting.py (scores.csv, the journal, durable copies
-and moves). Prints the counts of this run's decisions as one JSON line.
+Losing no file: see alti2v/tasks/screen/sorting.py (scores.csv, the journal, the failed list,
+durable copies and moves, the lock on OUT). Prints the counts of this run's files as one JSON
+line. Exit status: 0 all done; 1 some copies or moves failed (the files stay where they were;
+run the same command again to retry them); 2 refused before screening (no such input, OUT
+held by another run or bound to another input or mode, not a screening filter).
 """
 import json
+import sys
 
 from absl import app, flags
 
@@ -26,12 +30,22 @@ flags.DEFINE_bool("progress", True, "Show a progress bar (images/s) on stderr.")
 flags.mark_flags_as_required(["model_dir", "input_dir", "output_dir"])
 
 
-def main(argv):
+def main(argv) -> int:
   del argv
-  counts = sorting.screen(FLAGS.model_dir, FLAGS.input_dir, FLAGS.output_dir,
-                          mode=FLAGS.mode, threshold=FLAGS.threshold,
-                          batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+  try:
+    counts = sorting.screen(FLAGS.model_dir, FLAGS.input_dir, FLAGS.output_dir,
+                            mode=FLAGS.mode, threshold=FLAGS.threshold,
+                            batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+  except ValueError as e:  # A refusal (sorting.screen's Raises): one line, no traceback.
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   print(json.dumps({"output_dir": FLAGS.output_dir, **counts}))
+  if counts["failed"]:
+    print(f"error: {counts['failed']} files could not be {sorting.PAST[FLAGS.mode]} "
+          "(reasons logged above); they are where they were and not in scores.csv: run the "
+          "same command again to retry them", file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ and normalising a tag file, the tag vocabulary, and the per-tag counts. BUILD.md
 from __future__ import annotations
 
 import argparse
+import codecs
+import logging
 import re
+import unicodedata
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -16,6 +19,7 @@ import apache_beam as beam
 from alti2v.data import features as features_lib
 from alti2v.data import imaging
 from alti2v.tasks import tagger
+from beam_jobs.stages import elements
 from beam_jobs.stages import files
 from beam_jobs.stages import job
 from beam_jobs.stages import vocabulary
@@ -23,14 +27,47 @@ from beam_jobs.stages import write
 from beam_jobs.stages.elements import Candidate, ImageRecord
 
 TAG_FILE_EXTENSION = ".txt"
+DEFAULT_MAX_TAGS_PER_IMAGE = 200
+TAGS_CAPPED = "tags_capped"  # The counter of images whose tag file held more tags.
+# Without a byte-order mark a tag file must be UTF-8. (UTF-32's LE mark starts as UTF-16's,
+# and its NULs then reject it.)
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+# NUL, the other controls but whitespace, and U+FFFD: a binary file, UTF-16 without a BOM,
+# or text damaged by an earlier conversion; never part of a tag.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def decode_tag_file(data: bytes) -> str:
+  """The text of a tag file: UTF-8, or UTF-8 or UTF-16 after a byte-order mark.
+
+  Raises:
+    imaging.Rejected (bad_tag_encoding): other bytes (Latin-1, UTF-16 without a BOM,
+      binary), or text holding NUL, control characters or U+FFFD.
+  """
+  encoding, name = next(((e, n) for bom, e, n in _BOMS if data.startswith(bom)),
+                        ("utf-8", "UTF-8"))
+  try:
+    text = data.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise imaging.Rejected(tagger.BAD_TAG_ENCODING,
+                           f"not {name}: {e.reason} at byte {e.start}") from None
+  bad = _NOT_TEXT.search(text)
+  if bad:
+    raise imaging.Rejected(tagger.BAD_TAG_ENCODING,
+                           f"{name} text holding U+{ord(bad.group()):04X} at character "
+                           f"{bad.start()}: binary, or another encoding")
+  return text
 
 
 def parse_tags(text: str) -> tuple[str, ...]:
-  """The tags of a tag file, normalised, deduplicated, in first-seen order.
+  """The tags of a tag file, NFKC-normalised, deduplicated, in first-seen order.
 
   A file with commas or newlines is split on those (a tag may then hold spaces:
-  "long hair, blue eyes"); otherwise on whitespace ("long_hair blue_eyes").
+  "long hair, blue eyes"); otherwise on whitespace ("long_hair blue_eyes"). NFKC comes
+  first, so that a full-width comma or space separates too.
   """
+  text = unicodedata.normalize("NFKC", text)
   if "," in text or "\n" in text.strip():
     parts = re.split(r"[,\n]", text)
   else:
@@ -51,16 +88,23 @@ class TaggedDatasetBuilder(job.DatasetBuilder):
 
   def add_flags(self, parser: argparse.ArgumentParser) -> None:
     vocabulary.add_flags(parser, "tag")
+    parser.add_argument("--max_tags_per_image", type=int, default=DEFAULT_MAX_TAGS_PER_IMAGE,
+                        help="Tags kept from one tag file: the first in it; a file with more "
+                        f"is cut (counted as {TAGS_CAPPED}), so that no one file can fill "
+                        "the vocabulary.")
 
   def validate(self, args: argparse.Namespace) -> None:
     vocabulary.validate_flags(args, "tag")
+    if args.max_tags_per_image < 1:
+      raise ValueError(f"--max_tags_per_image must be >= 1, got {args.max_tags_per_image}")
 
   def read_label(self, candidate: Candidate, args: argparse.Namespace
                  ) -> vocabulary.NamedLabels:
-    """The normalised tags of a candidate's tag file.
+    """The normalised tags of a candidate's tag file, at most --max_tags_per_image of them.
 
     Raises:
-      imaging.Rejected: no tag file, an unreadable one, or one with no tags.
+      imaging.Rejected: no tag file, an unreadable one, one in another encoding
+        (decode_tag_file), or one with no tags.
     """
     if candidate.label_path is None:
       raise imaging.Rejected(tagger.NO_TAG_FILE,
@@ -70,9 +114,18 @@ class TaggedDatasetBuilder(job.DatasetBuilder):
     except (OSError, IOError) as e:
       raise imaging.Rejected(imaging.UNREADABLE,
                              f"tag file {candidate.label_path}: {e}") from None
-    tags = parse_tags(data.decode("utf-8", errors="replace"))
+    try:
+      tags = parse_tags(decode_tag_file(data))
+    except imaging.Rejected as e:
+      raise imaging.Rejected(e.reason, f"tag file {candidate.label_path}: {e.detail}") from None
     if not tags:
       raise imaging.Rejected(features_lib.NO_TAGS, f"{candidate.label_path} has no tags")
+    if len(tags) > args.max_tags_per_image:
+      elements.counter(TAGS_CAPPED).inc()
+      logging.warning("%s holds %d tags: kept the first %d (--max_tags_per_image)",
+                      files.printable(candidate.label_path), len(tags),
+                      args.max_tags_per_image)
+      tags = tags[:args.max_tags_per_image]
     return vocabulary.NamedLabels(tags)
 
   def label_examples(self, with_split: beam.PCollection,

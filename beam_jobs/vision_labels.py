@@ -3,11 +3,15 @@
   VISION_API_KEY=... python -m beam_jobs.vision_labels --input_dir IMAGES --output_dir JSON_DIR
 
 IMAGES/a/b.jpg gets JSON_DIR/a/b.jpg.json: the image's AnnotateImageResponse, exactly as the
-API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed).
-Images that already have a JSON without an error are skipped (with --noretry_errors, those
-with an error too), so a re-run is free and resumable. Unreadable images go to
-JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client; the flags and the run are
-beam_jobs.stages.job's, as for every Beam job.
+API returned it (`{"labelAnnotations": [...]}`, or `{"error": {...}}` when that image failed,
+its request failed, or its reply was not the API's response format). Only responses that
+pass vision_client.response_problem are written. Images that already have a valid JSON
+without an error are skipped (with --noretry_errors, those with an error too), so a re-run
+is free and resumable; a JSON that is no valid response is asked again. A key or endpoint
+the API refuses (vision_client.VisionError.refused: 401, 403, 404, or 400 API_KEY_INVALID)
+stops the job (exit status 1), where it would otherwise write an error record per image.
+Unreadable images go to JSON_DIR/rejected.jsonl. The client is beam_jobs.vision_client;
+the flags and the run are beam_jobs.stages.job's, as for every Beam job.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import uuid
 from typing import Any, Optional, Sequence
 
@@ -32,6 +37,12 @@ from beam_jobs.stages import read
 from beam_jobs.stages.elements import REJECTED, Candidate
 
 DEFAULT_KEY_ENV = "VISION_API_KEY"
+# write_json_atomically's temporary files: a killed run leaves them behind; the next removes them.
+_TMP_NAME = re.compile(re.escape(vision_client.RESPONSE_SUFFIX) + r"\.[0-9a-f]{32}\.tmp\Z")
+
+
+class AccessRefused(Exception):
+  """The API refused the job's key or endpoint (VisionError.refused): no request can succeed."""
 
 
 def json_path(image_path: str, input_dir: str, output_dir: str) -> str:
@@ -40,6 +51,7 @@ def json_path(image_path: str, input_dir: str, output_dir: str) -> str:
 
 
 def write_json_atomically(path: str, value: dict) -> None:
+  """Writes value as path's JSON through a temporary file, so a reader never sees half of it."""
   tmp = f"{path}.{uuid.uuid4().hex}.tmp"
   with FileSystems.create(tmp) as f:
     f.write(json.dumps(value, ensure_ascii=False).encode("utf-8"))
@@ -48,19 +60,44 @@ def write_json_atomically(path: str, value: dict) -> None:
   FileSystems.rename([tmp], [path])
 
 
+def remove_temporaries(output_dir: str) -> int:
+  """Deletes the temporary files of write_json_atomically below output_dir; returns how many.
+
+  Runs before the pipeline: a run killed between writing and renaming leaves one, and
+  nothing else would ever remove it. (Two runs into one folder at once are not supported.)
+  """
+  matched = FileSystems.match([files.join(output_dir, "**")])[0].metadata_list
+  orphans = sorted(m.path for m in matched if _TMP_NAME.search(m.path))
+  if orphans:
+    logging.info("Removing %d temporary files of an earlier run, e.g. %s", len(orphans),
+                 orphans[0])
+    try:
+      files.delete_paths(orphans)
+    except OSError as e:  # E.g. a name with [ ] (Beam deletes by pattern): not worth a stop.
+      logging.warning("Could not remove every temporary file: %s", e)
+  return len(orphans)
+
+
 def needs_labels(candidate: Candidate, input_dir: str, output_dir: str,
                  retry_errors: bool) -> bool:
-  """False for an image whose JSON exists (and holds no error, with retry_errors)."""
+  """False for an image whose JSON is a valid response (holding no error, with retry_errors).
+
+  A JSON that does not parse, or is no AnnotateImageResponse (hand-edited, or written by
+  an older version that stored invalid replies), counts as not labelled: it is asked again.
+  """
   path = json_path(candidate.image_path, input_dir, output_dir)
   if not FileSystems.exists(path):
     return True
-  if retry_errors:
-    try:
-      with FileSystems.open(path) as f:
-        if "error" in json.loads(f.read()):
-          return True
-    except ValueError:
-      return True  # A malformed JSON (e.g. hand-edited): label again.
+  try:
+    with FileSystems.open(path) as f:
+      response = json.loads(f.read())
+  except ValueError:
+    response = None  # Not JSON (or not UTF-8): no response either.
+  if vision_client.response_problem(response) is not None:
+    elements.counter("invalid_label_files_asked_again").inc()
+    return True
+  if retry_errors and "error" in response:
+    return True
   elements.counter("skipped_already_labelled").inc()
   return False
 
@@ -103,7 +140,7 @@ class Annotate(beam.DoFn):
     self._client = vision_client.VisionClient(
         key, endpoint=self._args.endpoint, max_results=self._args.max_results,
         max_retries=self._args.max_retries, max_qps=self._args.max_qps,
-        initial_backoff=self._args.initial_backoff)
+        initial_backoff=self._args.initial_backoff, timeout=self._args.timeout)
     self._labelled = elements.counter("images_labelled")
     self._errors = elements.counter("images_with_errors")
     self._retries = elements.counter("requests_retried")
@@ -114,6 +151,16 @@ class Annotate(beam.DoFn):
     try:
       responses = self._client.annotate([image for _, image in batch])
     except vision_client.VisionError as e:
+      if e.refused:
+        # Every other request would be refused alike: stop, rather than write an error
+        # record for every image and exit 0. One string argument, so that Beam keeps the
+        # type when it adds the step's name. The endpoint is not named: a key put in its
+        # query by mistake would be shown.
+        raise AccessRefused(
+            f"the Vision API refused the request ({e}): check the key in "
+            f"${self._args.api_key_env}, that the Cloud Vision API is enabled for its "
+            "project, and --endpoint. Stopped; no JSON was written for the refused "
+            "request, and a re-run labels what is left") from None
       logging.warning("Vision request for %d images failed: %s", len(paths), e)
       responses = [{"error": {"code": e.code, "message": e.message}}] * len(paths)
     self._retries.inc(self._client.retries - before)
@@ -149,10 +196,15 @@ class VisionLabelsJob(job.Job):
                         help="Requests per second per worker (0 = no cap). The job's total "
                         "is up to max_qps x workers: divide your quota by the workers.")
     parser.add_argument("--max_retries", type=int, default=6,
-                        help="Retries of a request answered 429 or 5xx (exponential backoff "
-                        "with full jitter, from --initial_backoff, capped at 32 s).")
+                        help="Retries of a request answered 429 or 5xx, or not answered "
+                        "within --timeout (exponential backoff with full jitter, from "
+                        "--initial_backoff, capped at 32 s).")
     parser.add_argument("--initial_backoff", type=float, default=1.0,
                         help="Seconds before the first retry; doubles each retry.")
+    parser.add_argument("--timeout", type=float, default=vision_client.DEFAULT_TIMEOUT,
+                        help="Seconds an attempt waits to connect, or for more of the reply, "
+                        "before it is abandoned (and retried): a silent server costs about "
+                        "timeout x (max_retries + 1) per request, plus the backoff.")
     parser.add_argument("--retry_errors", action=flags.BoolFlag, default=True,
                         help="Label again the images whose JSON holds an error "
                         "(--noretry_errors: skip them too, nothing is asked or billed twice).")
@@ -160,13 +212,27 @@ class VisionLabelsJob(job.Job):
   def validate(self, args: argparse.Namespace) -> None:
     if not 1 <= args.batch_size <= vision_client.MAX_IMAGES_PER_REQUEST:
       raise ValueError(f"--batch_size must be 1..{vision_client.MAX_IMAGES_PER_REQUEST}")
+    if not args.timeout > 0:
+      raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
     vision_client.check_endpoint(args.endpoint)
     if not os.environ.get(args.api_key_env):
       raise ValueError(f"set the API key in the environment variable {args.api_key_env} "
                        "(it is read from there only, never from a flag)")
 
-  # prepare: the base's (create --output_dir). A non-empty output is normal here:
-  # existing JSON files are what makes re-runs free.
+  def prepare(self, args: argparse.Namespace) -> None:
+    """Creates --output_dir and removes the temporaries a killed run left there.
+
+    A non-empty output is normal here: existing JSON files are what makes re-runs free.
+    """
+    super().prepare(args)
+    remove_temporaries(args.output_dir)
+
+  def main(self, argv: Optional[Sequence[str]] = None) -> None:
+    """The job's __main__; a refused key or endpoint ends it with one line and status 1."""
+    try:
+      super().main(argv)
+    except AccessRefused as e:
+      raise SystemExit(f"{self.module}: error: {e}") from None
 
   def build_pipeline(self, p: beam.Pipeline, args: argparse.Namespace) -> None:
     discovered = p | "Discover" >> read.DiscoverImages(args.input_dir, None)

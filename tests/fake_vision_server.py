@@ -10,7 +10,8 @@ the key in the `x-goog-api-key` header). Errors come in the API's format
 
 Labels are computed from the pixels (how much of each sample-data colour an image shows),
 so a test can check what comes back. Requests can be made to fail with 429 or 503 by
-a schedule of status codes, one per POST.
+a schedule of status codes, one per POST; or be answered with any status and body, or
+only after a delay (a hanging server), by a schedule of Reply objects.
 
 The demo runs it on its own, to show the labelling job without a key or a network:
 
@@ -23,12 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import dataclasses
 import hashlib
 import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -59,12 +61,36 @@ def labels_for(image_bytes: bytes, max_results: int) -> Optional[list[dict]]:
           for n, s in labels[:max_results]]
 
 
-class FakeVisionServer:
-  """Start with `with FakeVisionServer(key, fail=[429, None, 503]) as server: server.url`."""
+@dataclasses.dataclass(frozen=True)
+class Reply:
+  """A scripted answer to one POST (after the key is checked), in place of the real one.
 
-  def __init__(self, api_key: str, fail: Sequence[Optional[int]] = ()):
+  Attributes:
+    body: sent as is (a str or bytes), or as JSON (any other value); None: the real
+      answer (labels from the pixels), e.g. to only delay it.
+    status: the HTTP status.
+    delay: seconds to wait first (a hanging server); the wait ends when the server stops.
+  """
+  body: Union[None, str, bytes, dict, list, int, float] = None
+  status: int = 200
+  delay: float = 0.0
+
+
+class FakeVisionServer:
+  """Start with `with FakeVisionServer(key, fail=[429, None, 503]) as server: server.url`.
+
+  Args:
+    api_key: the only key it accepts (others get 403).
+    fail: a status for the n-th POST (None = answer normally), with an error body.
+    replies: a Reply (or None = answer normally) for the n-th POST; with fail, fail wins.
+  """
+
+  def __init__(self, api_key: str, fail: Sequence[Optional[int]] = (),
+               replies: Sequence[Optional[Reply]] = ()):
     self.api_key = api_key
     self.fail = list(fail)  # Status for the n-th POST (None = answer normally).
+    self.replies = list(replies)
+    self.stopping = threading.Event()  # Set on exit: ends the delays of hanging replies.
     self.posts = 0
     self.failed = collections.Counter()
     self.labelled = collections.Counter()  # sha256 of image bytes → successful answers
@@ -77,13 +103,18 @@ class FakeVisionServer:
       def log_message(self, *args):  # Quiet.
         pass
 
-      def _reply(self, code: int, body: dict):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+      def _reply(self, code: int, body):
+        if isinstance(body, str):
+          body = body.encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+          self.send_response(code)
+          self.send_header("Content-Type", "application/json")
+          self.send_header("Content-Length", str(len(data)))
+          self.end_headers()
+          self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+          pass  # The client gave up waiting (its timeout): nothing to answer.
 
       def _error(self, code: int, status: str, message: str):
         if code in (400, 403, 413):
@@ -107,6 +138,11 @@ class FakeVisionServer:
           n = server.posts
           server.posts += 1
           injected = server.fail[n] if n < len(server.fail) else None
+          scripted = server.replies[n] if n < len(server.replies) else None
+        if scripted and not injected:
+          server.stopping.wait(scripted.delay)
+          if scripted.body is not None:
+            return self._reply(scripted.status, scripted.body)
         if injected:
           with server.lock:
             server.failed[injected] += 1
@@ -154,6 +190,7 @@ class FakeVisionServer:
     return self
 
   def __exit__(self, *exc) -> None:
+    self.stopping.set()
     self._httpd.shutdown()
     self._httpd.server_close()
 

@@ -107,3 +107,11 @@ def test_too_many_pixels_is_rejected_before_decoding():
 def test_image_extensions_any_case():
   assert imaging.is_image_path("a/B.JPG") and imaging.is_image_path("x.WebP")
   assert not imaging.is_image_path("x.txt") and not imaging.is_image_path("x.jpg.txt")
+
+
+def test_max_pixels_above_pillows_own_limit_is_honoured(monkeypatch):
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2000 pixels.
+  data = fixtures.make_image_bytes(fixtures.solid((1, 2, 3), (50, 50)), "PNG")  # 2500
+  assert imaging.decode_and_resize(data, 64, max_pixels=10_000).width == 50
+  with pytest.raises(imaging.Rejected, match="too_many_pixels"):
+    imaging.decode_and_resize(data, 64, max_pixels=2_000)

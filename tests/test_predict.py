@@ -83,3 +83,28 @@ def test_cli_writes_json_lines(trained_tagger, files, tmp_path):
   lines = [json.loads(l) for l in out.read_text().splitlines()]
   assert [("error" in l) for l in lines] == [False, True]
   assert len(lines[0]["tags"]) <= 2
+
+
+def test_json_line_escapes_a_name_that_is_not_utf8():
+  line = image_files.json_line({"path": os.fsdecode(b"bad\xff.jpg"), "tags": ["été"]})
+  assert line == '{"path": "bad\\udcff.jpg", "tags": ["été"]}'
+  # JSON's own escape: Python reads back the name that opens the file.
+  assert os.fsencode(json.loads(line)["path"]) == b"bad\xff.jpg"
+
+
+def test_cli_tags_a_name_that_is_not_utf8(trained_tagger, files, tmp_path):
+  import subprocess
+  import sys
+  _, model_dir = trained_tagger
+  image = os.path.join(os.fsencode(tmp_path), b"bad\xff.jpg")
+  shutil.copy(files / "a.jpg", os.fsdecode(image))
+  out = tmp_path / "tags.jsonl"
+  command = [sys.executable, "-m", "alti2v.predict", "--model_dir", model_dir,
+             "--noprogress", "--top_k", "2"]
+  subprocess.run(command + ["--output", str(out), os.fsdecode(image)], check=True,
+                 capture_output=True)
+  stdout = subprocess.run(command + [os.fsdecode(image)], check=True,
+                          capture_output=True).stdout
+  for text in (out.read_bytes(), stdout):
+    (line,) = [json.loads(l) for l in text.decode("utf-8").splitlines()]
+    assert os.fsencode(line["path"]) == image and "error" not in line

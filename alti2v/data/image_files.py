@@ -3,12 +3,15 @@
 Each file goes the training road: Pillow normalisation as in the builder (EXIF, modes, resize
 to the stored size, JPEG), then the input pipeline's decode and pad-to-square, batched through
 tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
-screen and caption (through training/run_dir.py's TrainedRun.score_files).
+screen and caption (through training/run_dir.py's TrainedRun.score_files), which write one
+JSON line per file with json_line.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import sys
 import time
 from typing import Iterable, Sequence
@@ -49,9 +52,24 @@ def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
       data = f.read()
     return imaging.decode_and_resize(data, int(stored_size)).jpeg, b""
   except imaging.Rejected as e:
-    return b"", str(e).encode()
+    return b"", str(e).encode("utf-8", "backslashreplace")
   except OSError as e:
-    return b"", f"{imaging.UNREADABLE}: {e}".encode()
+    return b"", f"{imaging.UNREADABLE}: {e}".encode("utf-8", "backslashreplace")
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def json_line(result: dict) -> str:
+  """One file's result as a line of JSON (no newline), readable text and valid UTF-8.
+
+  A scraped name that is not UTF-8 reaches Python surrogate-escaped (b"bad\\xff.jpg" is
+  "bad\\udcff.jpg"), which no UTF-8 writer accepts. Those characters are written as JSON's
+  own \\u escapes ("bad\\udcff.jpg", as ensure_ascii would), and every other character as
+  itself: json.loads gives back the very name that opens the file.
+  """
+  text = json.dumps(result, ensure_ascii=False)
+  return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def image_dataset(paths: Sequence[str], image_size: int, stored_size: int,

@@ -104,6 +104,10 @@ def decode_and_resize(data: bytes, max_side: int,
   """
   if not data:
     raise Rejected(EMPTY_FILE, "0 bytes")
+  if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+    # Pillow refuses twice its own limit before our check runs: a larger max_pixels is
+    # honoured by raising Pillow's (never lowered: a smaller one is held by our check).
+    Image.MAX_IMAGE_PIXELS = max_pixels
   with warnings.catch_warnings():
     # We check the pixel count ourselves, below, against max_pixels.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)

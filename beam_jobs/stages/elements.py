@@ -13,6 +13,8 @@ from typing import Generic, Optional, TypeVar
 
 import apache_beam as beam
 
+from beam_jobs.stages import files
+
 NAMESPACE = "alti2v"  # Of every Beam counter.
 REJECTED = "rejected"  # Tag of the side output that carries rejection records.
 
@@ -71,7 +73,10 @@ def rejection(path: str, reason: str, detail: str = "") -> dict[str, str]:
   builder) or the builder's task module (alti2v.tasks.rejection_reasons() lists them all).
   """
   assert re.fullmatch(r"[a-z][a-z_]*", reason), reason
-  return {"path": path, "reason": reason, "detail": detail}
+  # A name that is not UTF-8 is written with its bytes as \xNN: every builder's
+  # rejected.jsonl stays valid UTF-8 (and Beam's str coder accepts it).
+  return {"path": files.printable(path), "reason": reason,
+          "detail": files.printable(detail)}
 
 
 def rejected(path: str, reason: str, detail: str = "") -> beam.pvalue.TaggedOutput:

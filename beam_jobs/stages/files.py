@@ -19,6 +19,19 @@ def join(directory: str, name: str) -> str:
   return FileSystems.join(directory, name)
 
 
+def printable(text: str) -> str:
+  """text with the bytes of a file name that are not UTF-8 written as \\xNN (backslashreplace).
+
+  Python hands over such a name surrogate-escaped (b"bad\\xff.jpg" → "bad\\udcff.jpg"), and
+  every UTF-8 encoder refuses that: Beam's str coder, rejected.jsonl, TFDS' Text. For text
+  meant to be read (a rejection's path and detail); the path itself still opens the file.
+  """
+  try:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+  except UnicodeEncodeError:  # A surrogate that no file name gives.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def relative_path(path: str, directory: str) -> str:
   """path below directory ("a/b.jpg"); the base name when path is not under it."""
   root = directory.rstrip("/") + "/"

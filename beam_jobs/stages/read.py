@@ -3,6 +3,9 @@
   Candidate → ImageRecord[raw label] → (split, ImageRecord[raw label])
 The builder supplies read_label (Candidate → its raw label; raises imaging.Rejected); what
 is read, decoded and hashed, and which split an image lands in, is the same for every task.
+Paths stay as Python lists them (a name that is not UTF-8 surrogate-escaped), and so open;
+they cross Beam's coders, which encode a bare str as strict UTF-8, inside the (pickled)
+element dataclasses or as os.fsencode bytes, and rejections carry them escaped (files.printable).
 """
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ from beam_jobs.stages.elements import REJECTED, Candidate, ImageRecord
 ReadLabel = Callable[[Candidate], object]  # Returns the raw label; raises imaging.Rejected.
 
 
+def _rejected(path: str, reason: str, detail: str = "") -> beam.pvalue.TaggedOutput:
+  """elements.rejected, with a name that is not UTF-8 escaped (files.printable)."""
+  return elements.rejected(files.printable(path), reason, files.printable(detail))
+
+
 # ---------------------------------------------------------------------------
 # discover
 
@@ -30,18 +38,24 @@ def _stem(path: str) -> str:
   return os.path.splitext(path)[0]
 
 
-def _pair_with_label(stem_and_paths: tuple[str, Iterable[str]],
+def _key_by_stem(path: str) -> tuple[bytes, bytes]:
+  # As bytes (os.fsencode): Beam encodes a str as strict UTF-8, and a scraped name that is
+  # not UTF-8 reaches Python surrogate-escaped ("bad\udcff.jpg"), which that refuses.
+  return os.fsencode(_stem(path)), os.fsencode(path)
+
+
+def _pair_with_label(stem_and_paths: tuple[bytes, Iterable[bytes]],
                      label_extension: str) -> Iterable[Candidate]:
   _, paths = stem_and_paths
-  paths = sorted(paths)
+  paths = sorted(os.fsdecode(p) for p in paths)
   labels = [p for p in paths if p.endswith(label_extension)]
   images = [p for p in paths if imaging.is_image_path(p)]
   label_path = labels[0] if labels else None
   for image_path in images:
     yield Candidate(image_path, label_path)
   if label_path and not images:
-    yield elements.rejected(label_path, features_lib.NO_IMAGE_FILE,
-                            "label file without an image beside it")
+    yield _rejected(label_path, features_lib.NO_IMAGE_FILE,
+                    "label file without an image beside it")
 
 
 @beam.ptransform_fn
@@ -80,8 +94,8 @@ def DiscoverImages(pbegin, input_dir: str,  # pylint: disable=invalid-name
       | "MatchFiles" >> fileio.MatchFiles(files.join(input_dir, "**"))
       # FileMetadata of every file
       | "KeepImagesAndLabels" >> beam.Filter(keep)
-      | "KeyByStem" >> beam.Map(lambda m: (_stem(m.path), m.path))
-      # (stem, path)
+      | "KeyByStem" >> beam.Map(lambda m: _key_by_stem(m.path))
+      # (stem, path), both os.fsencode'd
       | "GroupByStem" >> beam.GroupByKey()
       # (stem, [paths])
       | "PairWithLabel" >> beam.FlatMap(
@@ -113,7 +127,7 @@ class ReadAndDecode(beam.DoFn):
         raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
       encoded = imaging.decode_and_resize(data, self._max_side, self._max_pixels)
     except imaging.Rejected as e:
-      yield elements.rejected(path, e.reason, e.detail)
+      yield _rejected(path, e.reason, e.detail)
       return
     yield ImageRecord(path=path, content_hash=hashlib.sha256(data).hexdigest(),
                       jpeg=encoded.jpeg, height=encoded.height, width=encoded.width,
@@ -130,7 +144,7 @@ def _keep_first_of_duplicates(hash_and_records: tuple[str, Iterable[ImageRecord]
   yield kept
   for duplicate in records[1:]:
     elements.counter("duplicates").inc()
-    yield elements.rejected(duplicate.path, features_lib.DUPLICATE, f"duplicate of {kept.path}")
+    yield _rejected(duplicate.path, features_lib.DUPLICATE, f"duplicate of {kept.path}")
 
 
 @beam.ptransform_fn

@@ -9,18 +9,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import unicodedata
 from typing import Iterable, Optional, Sequence
 
 import apache_beam as beam
 
 from alti2v.data import features as features_lib
 from beam_jobs.stages import elements
+from beam_jobs.stages import files
 from beam_jobs.stages.elements import REJECTED
 
 
 def normalize_name(name: str) -> str:
-  """Trimmed, lower-case, inner whitespace runs → "_" (" Long  Hair" → "long_hair")."""
-  return re.sub(r"\s+", "_", name.strip().lower())
+  """NFKC, trimmed, lower-case, inner whitespace runs → "_" ("ＬＯＮＧ　Hair" → "long_hair").
+
+  NFKC folds the compatibility forms (full-width letters, ligatures, non-breaking spaces)
+  into the plain ones, so that one spelling of a name is one vocabulary entry.
+  """
+  return re.sub(r"\s+", "_", unicodedata.normalize("NFKC", name).strip().lower())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +85,8 @@ class ApplyVocabulary(beam.DoFn):
     kept = sorted((index[name], score) for name, score in zip(label.names, scores)
                   if name in index)
     if not kept:
-      yield elements.rejected(record.path, features_lib.NO_TAGS_IN_VOCABULARY,
+      yield elements.rejected(files.printable(record.path),
+                              features_lib.NO_TAGS_IN_VOCABULARY,
                               f"none of its {len(label.names)} labels is in the vocabulary")
       return
     ids = LabelIds(tuple(i for i, _ in kept),

@@ -8,6 +8,7 @@ sorted by content hash, so a build gives byte-identical shards on any runner.
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 import uuid
 from typing import Callable, Iterable, Sequence
@@ -29,10 +30,14 @@ ToExample = Callable[[ImageRecord], dict]
 
 
 def example_fields(record: ImageRecord) -> dict:
-  """The feature values every dataset has: the image and where it came from."""
+  """The feature values every dataset has: the image and where it came from.
+
+  The path is stored as its name's bytes (os.fsencode): TFDS encodes a str as strict UTF-8,
+  and a name that is not UTF-8 is surrogate-escaped; a reader gets it back with os.fsdecode.
+  """
   return {
       features_lib.IMAGE: record.jpeg,
-      features_lib.PATH: record.path,
+      features_lib.PATH: os.fsencode(record.path),
       features_lib.CONTENT_HASH: record.content_hash,
       features_lib.HEIGHT: record.height,
       features_lib.WIDTH: record.width,
