@@ -27,6 +27,10 @@ flags.DEFINE_integer("batch_size", 32, "Images per batch.")
 flags.DEFINE_string("output", None, "Write JSON lines here instead of stdout.")
 flags.DEFINE_bool("progress", True, "Show a progress bar (images/s) on stderr.")
 flags.mark_flag_as_required("model_dir")
+flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be >= 1")
+flags.register_validator("top_k", lambda v: v >= 0, "--top_k must be >= 0")
+flags.register_validator("threshold", lambda v: v == -1 or 0 <= v <= 1,
+                         "--threshold must be in [0, 1] (or -1: the calibrated thresholds)")
 
 
 def main(argv):

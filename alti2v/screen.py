@@ -28,6 +28,9 @@ flags.DEFINE_float("threshold", None,
 flags.DEFINE_integer("batch_size", 32, "Images per batch.")
 flags.DEFINE_bool("progress", True, "Show a progress bar (images/s) on stderr.")
 flags.mark_flags_as_required(["model_dir", "input_dir", "output_dir"])
+flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be >= 1")
+flags.register_validator("threshold", lambda v: v is None or 0 <= v <= 1,
+                         "--threshold must be in [0, 1]")
 
 
 def main(argv) -> int:

@@ -49,6 +49,12 @@ def test_a_task_that_does_not_fit_the_dataset_is_refused_up_front(tiny_dataset, 
     ("alti2v.evaluate --data_dir=none", "--target_precision=2",
      "--target_precision must be in (0, 1]"),
     ("alti2v.caption", "--beam_size=0", "--beam_size must be >= 1"),
+    ("alti2v.screen --input_dir=a --output_dir=b", "--threshold=2",
+     "--threshold must be in [0, 1]"),
+    ("alti2v.screen --input_dir=a --output_dir=b", "--batch_size=0",
+     "--batch_size must be >= 1"),
+    ("alti2v.predict", "--batch_size=0", "--batch_size must be >= 1"),
+    ("alti2v.predict", "--threshold=2", "--threshold must be in [0, 1]"),
 ])
 def test_out_of_range_command_values_are_refused_in_one_line(command, flag, message):
   import subprocess
