@@ -15,8 +15,19 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
 ]
 
+SIMILAR = ["faiss-cpu>=1.9,<2"]  # alti2v.similar: exact and approximate nearest neighbours.
+EXPORT = ["tf2onnx>=1.17,<2", "onnx>=1.17,<2", "onnxruntime>=1.20,<2"]  # alti2v.export.
+REPORT = ["matplotlib>=3.8,<4"]  # alti2v.report: pictures of datasets and runs.
+SERVE = ["fastapi>=0.115,<1", "uvicorn>=0.30,<1", "python-multipart>=0.0.9,<1"]  # alti2v.serve.
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8,<10"],
+    "similar": SIMILAR,
+    "export": EXPORT,
+    "report": REPORT,
+    "serve": SERVE,
+    # The tests drive every command, and the web page in Debian's chromium (Selenium).
+    "test": ["pytest>=8,<10", "httpx>=0.27,<1", "selenium>=4.20,<5"]
+            + SIMILAR + EXPORT + REPORT + SERVE,
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     # Without it Beam has no gs:// filesystem ("Unable to get filesystem").
     "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
