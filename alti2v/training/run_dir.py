@@ -34,6 +34,14 @@ MODEL_INFO_FILE = "model_info.json"  # Written last: the run is finished.
 TAG_THRESHOLDS_FILE = "tag_thresholds.json"  # A tagger's threshold per tag.
 KEEP_THRESHOLD_FILE = "keep_threshold.json"  # A screening filter's one keep threshold.
 PER_TAG_CSV = "per_tag_{split}.csv"  # A tagger's figures per tag on a split.
+METRICS_FILE = "metrics.json"  # evaluate's result per split, each figure beside its baseline.
+MODEL_CARD_FILE = "README.md"  # The model card (training/model_card.py): training, then evaluate.
+
+# Written by python -m alti2v.export (training/exporting.py): EXPORT_DIR/<format>/ holds the
+# model file, the vocabulary, the calibration files and EXPORT_INFO_FILE (how to feed it).
+EXPORT_DIR = "export"
+EXPORT_FILES = {"onnx": "model.onnx", "tflite": "model.tflite", "saved_model": "saved_model"}
+EXPORT_INFO_FILE = "export.json"
 # The names runs written before had for the same files; still read.
 _OLD_NAMES = {TAG_THRESHOLDS_FILE: "thresholds.json", KEEP_THRESHOLD_FILE: "threshold.json"}
 # Removed when a run trains on: they describe the old export.
@@ -106,8 +114,8 @@ def prepare(config: TrainConfig) -> Optional[dict]:
   info = read_json(os.path.join(config.model_dir, MODEL_INFO_FILE))
   if info is not None and info["epochs"] >= config.epochs:
     return info
-  if info is not None:  # Training on: the old export and its calibration no longer apply.
-    for name in (MODEL_INFO_FILE, *CALIBRATION_FILES):
+  if info is not None:  # Training on: the old export, calibration and figures no longer apply.
+    for name in (MODEL_INFO_FILE, *CALIBRATION_FILES, METRICS_FILE):
       path = os.path.join(config.model_dir, name)
       if os.path.exists(path):
         os.unlink(path)
@@ -164,6 +172,18 @@ def read_tag_thresholds(model_dir: str, vocabulary: Sequence[str]) -> Optional[n
     return None
   by_tag = saved["thresholds"]
   return np.array([by_tag.get(t, DEFAULT_THRESHOLD) for t in vocabulary])
+
+
+def calibration_paths(model_dir: str) -> list[str]:
+  """The calibration files evaluate wrote in model_dir (under their current or old names)."""
+  found = []
+  for name in (TAG_THRESHOLDS_FILE, KEEP_THRESHOLD_FILE):
+    for candidate in (name, _OLD_NAMES[name]):
+      path = os.path.join(model_dir, candidate)
+      if os.path.exists(path):
+        found.append(path)
+        break
+  return found
 
 
 def write_keep_threshold(model_dir: str, threshold: float, **about) -> str:
