@@ -20,6 +20,7 @@ from alti2v.data import imaging
 from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.training import loop
+from alti2v.training import model_card
 from alti2v.training import run_dir
 from alti2v.training.config import TrainConfig
 
@@ -56,6 +57,7 @@ class Task:
     losses: --loss name → loss factory (besides "", the default_loss).
     rejection_reasons: reasons in rejected.jsonl only this task's builder gives.
     sample_layouts: the sample corpora it draws (python -m alti2v.sample_data --layout).
+    card: what the model card (RUN/README.md) says of its runs: intended use, limits, usage.
   """
   name: str = ""
   description: str = ""
@@ -64,6 +66,7 @@ class Task:
   losses: Mapping[str, Callable[[], Any]] = {}
   rejection_reasons: tuple[str, ...] = ()
   sample_layouts: tuple[samples.SampleLayout, ...] = ()
+  card: model_card.CardText = model_card.CardText()
   # (images, labels) → (model inputs, targets) after batching, for a model with more than
   # the image in (a method in such a task); None = the batches as they are.
   pack: Optional[Callable] = None
@@ -187,17 +190,24 @@ def train(config: TrainConfig,
   """Trains config.task's model (training.loop.train with the task looked up by name).
 
   Returns:
-    The run's model_info.
+    The run's model_info. The run gets its first model card (no figures yet).
   """
-  return loop.train(config, get_task(config.task), extra_callbacks)
+  task = get_task(config.task)
+  info = loop.train(config, task, extra_callbacks)
+  model_card.write(config.model_dir, task.description, task.card)
+  return info
 
 
 def run_evaluation(model_dir: str, data_dir: str,
                    options: EvalOptions = EvalOptions()) -> tuple[Task, dict]:
   """(task, result) of evaluating the finished run in model_dir with its own task.
 
-  Every result holds the model's figures and its naive baseline's (see each task).
+  Every result holds the model's figures and its naive baseline's (see each task); it is
+  merged into RUN/metrics.json (by split) and the model card RUN/README.md is written again.
   """
   run = run_dir.load(model_dir)
   task = get_task(run.task)
-  return task, task.evaluate(run, data_dir, options)
+  result = task.evaluate(run, data_dir, options)
+  model_card.update_metrics(model_dir, task.name, result)
+  model_card.write(model_dir, task.description, task.card)
+  return task, result

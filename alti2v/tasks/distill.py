@@ -23,6 +23,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import samples
 from alti2v.tasks import base
+from alti2v.training import model_card
 
 LABELS = "labels"  # Label ids into the vocabulary (labels.labels.txt)...
 LABEL_SCORES = "label_scores"  # ...and the teacher's score of each, in the same order.
@@ -157,6 +158,17 @@ class DistillTask(base.Task):
   losses = {"bce": keras.losses.BinaryCrossentropy, "kl": lambda: normalized_kl}
   rejection_reasons = REJECTION_REASONS
   sample_layouts = (VISION,)
+  card = model_card.CardText(
+      intended_use=(
+          "A cheap local stand-in for the Cloud Vision API's label detection on images like "
+          "its training set: the same labels, scores close to the teacher's."),
+      limits=(
+          "It imitates the teacher, errors included, and only for the labels the teacher gave "
+          "on the training images; a label it rarely saw is scored near its mean. Its scores "
+          "are not calibrated probabilities of anything but the teacher's score."),
+      usage=("python -m alti2v.predict --model_dir RUN IMAGES...",
+             "python -m alti2v.evaluate --model_dir RUN --data_dir DATA --split test",
+             "python -m alti2v.export --model_dir RUN --format onnx   # or tflite, saved_model"))
 
   def label_fn(self, num_outputs) -> Callable:
     """A record's label ids and teacher scores → dense float32 [num_outputs]."""

@@ -22,6 +22,7 @@ from alti2v.data import features as features_lib
 from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.tasks import base
+from alti2v.training import model_card
 from alti2v.training import run_dir
 
 TAGS = "tags"  # Tag ids into the vocabulary (tags.labels.txt).
@@ -108,6 +109,20 @@ class TaggerTask(base.Task):
   label_feature = TAGS
   rejection_reasons = REJECTION_REASONS
   sample_layouts = (SAFEBOORU,)
+  card = model_card.CardText(
+      intended_use=(
+          "Tagging illustrations like those it was trained on with the tags of its vocabulary "
+          "(search, sorting, suggesting tags to a person who checks them), and its "
+          "probability vector as a feature for similar-image search."),
+      limits=(
+          "It knows only the tags of its vocabulary, learnt from the tag files as scraped: a "
+          "tag the taggers often forgot is under-predicted. Rare tags (few validation "
+          "positives) have floored thresholds and unreliable figures: read per_tag_<split>.csv "
+          "before trusting one. Images unlike the training data (photos, another style) get "
+          "scores without meaning. Not for decisions about people."),
+      usage=("python -m alti2v.predict --model_dir RUN IMAGES...",
+             "python -m alti2v.evaluate --model_dir RUN --data_dir DATA --split test",
+             "python -m alti2v.export --model_dir RUN --format onnx   # or tflite, saved_model"))
 
   def label_fn(self, num_outputs):
     return input_pipeline.multi_hot(TAGS, num_outputs)

@@ -26,6 +26,7 @@ from alti2v.tasks.caption import decode
 from alti2v.tasks.caption import model as caption_model
 from alti2v.tasks.caption import sample_captions
 from alti2v.tasks.caption import vocabulary as vocab
+from alti2v.training import model_card
 from alti2v.training import run_dir
 
 CAPTIONS = "captions"  # Katakana captions (text), all of an image's references.
@@ -55,6 +56,17 @@ class CaptionTask(base.Task):
   description = "the original katakana captioner"
   label_feature = CAPTION_IDS
   sample_layouts = (sample_captions.CAPTIONS,)
+  card = model_card.CardText(
+      intended_use=(
+          "Short katakana captions of images like those it was trained on (alt text drafts "
+          "for a person to check)."),
+      limits=(
+          "Its captions are at most the caption length it was built with and use only the "
+          "characters of its vocabulary; compare its CER with the best constant caption's "
+          "before trusting it. It decodes in a loop around the model, so it is not exported "
+          "to ONNX or TFLite."),
+      usage=("python -m alti2v.caption --model_dir RUN IMAGES...",
+             "python -m alti2v.evaluate --model_dir RUN --data_dir DATA --split test"))
 
   def output_names(self, builder):
     return list(builder.info.metadata[METADATA_VOCABULARY])

@@ -20,6 +20,7 @@ from alti2v import models
 from alti2v.data import features as features_lib
 from alti2v.data import samples
 from alti2v.tasks import base
+from alti2v.training import model_card
 from alti2v.training import run_dir
 
 LABEL = "label"  # The class id: index into CLASS_NAMES.
@@ -84,6 +85,18 @@ class ScreenTask(base.Task):
   label_feature = LABEL
   rejection_reasons = REJECTION_REASONS
   sample_layouts = (FOLDERS,)
+  card = model_card.CardText(
+      intended_use=(
+          "Sorting a scraped folder into what to keep and what to drop, as the person who "
+          "sorted the training folders would, before tagging or training on it."),
+      limits=(
+          "It learnt one person's keep/drop choice on one kind of image; another source or "
+          "another criterion needs new sorted folders. The keep threshold is chosen on the "
+          "validation split for one goal (precision, recall or F1): at another threshold the "
+          "figures differ. Check the ng/ folder by eye before deleting anything."),
+      usage=("python -m alti2v.screen --model_dir RUN --input_dir SCRAPED --output_dir OUT",
+             "python -m alti2v.evaluate --model_dir RUN --data_dir DATA --split test",
+             "python -m alti2v.export --model_dir RUN --format onnx   # or tflite, saved_model"))
 
   def num_outputs(self, num_names):
     return 1
