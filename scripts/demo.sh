@@ -33,6 +33,8 @@ step python -m alti2v.train --flagfile configs/demo.flags \
 
 echo "== 5. evaluate on the test split (thresholds calibrated on validation)"
 step python -m alti2v.evaluate --model_dir "$OUT/tagger" --data_dir "$OUT/dataset" --split test
+echo "   (the run's model card, $OUT/tagger/README.md, now has these figures; export to ONNX:)"
+step python -m alti2v.export --model_dir "$OUT/tagger" --format onnx
 
 echo "== 6. tag a few images (one of them unreadable)"
 printf 'not an image' > "$OUT/unreadable.jpg"
