@@ -4,6 +4,8 @@ import os
 import re
 import shutil
 
+import pytest
+
 from alti2v import tasks
 from alti2v.training import model_card
 from alti2v.training import run_dir
@@ -76,7 +78,12 @@ def test_a_card_before_evaluation_says_so_and_unknown_keys_are_shown(screen_mode
   # A result with keys the card has never seen (another task's, a newer evaluate's).
   model_card.update_metrics(copy, "screen", {"split": "test", "num_examples": 4,
                                              "new_figure": 0.25, "baseline_new_figure": 0.5,
-                                             "per_category": {"a": 1.0}, "note": "text"})
+                                             "per_category": {"a": 1.0}, "note": "text",
+                                             "undefined": float("nan")})
+  # NaN (e.g. the AP of a tag without positives) is stored as null: metrics.json is strict JSON.
+  with open(os.path.join(copy, run_dir.METRICS_FILE), encoding="utf-8") as f:
+    stored = json.loads(f.read(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+  assert stored["splits"]["test"]["undefined"] is None
   model_card.write(copy, "keep/drop filter", tasks.get_task("screen").card)
   card = open(os.path.join(copy, run_dir.MODEL_CARD_FILE), encoding="utf-8").read()
   assert card_tables(card) == {"test": {"new_figure": ("0.2500", "0.5000")}}

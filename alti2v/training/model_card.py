@@ -48,8 +48,9 @@ def update_metrics(model_dir: str, task: str, result: dict) -> dict:
   path = os.path.join(model_dir, run_dir.METRICS_FILE)
   metrics = run_dir.read_json(path) or {}
   splits = metrics.get("splits", {}) if metrics.get("task") == task else {}
-  # Through JSON and back: the card shows what the file holds (NumPy scalars become floats).
-  splits[result["split"]] = json.loads(json.dumps(result, default=_plain))
+  # Through JSON and back: the card shows what the file holds (NumPy scalars become floats,
+  # NaN -- e.g. the AP of a tag with no positive -- becomes null: the file is strict JSON).
+  splits[result["split"]] = _strict(json.loads(json.dumps(result, default=_plain)))
   metrics = {"task": task, "splits": dict(sorted(splits.items()))}
   run_dir.write_json(path, metrics)
   return metrics
@@ -61,6 +62,17 @@ def _plain(value: Any) -> Any:
   if isinstance(value, np.ndarray):
     return value.tolist()
   raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _strict(value: Any) -> Any:
+  """value with every NaN or infinity replaced by None (JSON has no such numbers)."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _strict(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_strict(v) for v in value]
+  return value
 
 
 def _is_number(value: Any) -> bool:
