@@ -4,7 +4,7 @@
 
 The lines are predict's, file for file (alti2v.tasks.tagger.tag_line; each image takes the
 road of alti2v/data/image_files.py), scored with Beam's RunInference
-(beam_jobs/stages/inference.py); a file that is no usable image goes to rejected-*.jsonl.
+(beam_jobs/inference.py); a file that is no usable image goes to rejected-*.jsonl.
 summary.json is written last: its presence means the output is complete. BUILD.md has the rest.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from alti2v.data import image_files
 from alti2v.data import imaging
 from alti2v.tasks import tagger
+from beam_jobs import inference
 from beam_jobs.stages import elements
 from beam_jobs.stages import files
 from beam_jobs.stages import flags
-from beam_jobs.stages import inference
 from beam_jobs.stages import job
 from beam_jobs.stages import read
 from beam_jobs.stages.elements import REJECTED, Candidate

@@ -9,6 +9,8 @@ import sys
 from apache_beam.metrics.metric import MetricsFilter
 import pytest
 
+from alti2v.training import run_dir
+from beam_jobs import inference
 from beam_jobs import tag_images
 from beam_jobs.stages import elements
 from tests import fixtures
@@ -139,3 +141,18 @@ def test_a_dir_without_a_run_is_refused_in_one_line(images, tmp_path):
   with pytest.raises(FileNotFoundError, match="holds no finished training run"):
     run_job(str(tmp_path), images, tmp_path / "out")
   assert not (tmp_path / "out").exists()
+
+
+def test_a_run_is_copied_with_the_files_it_is_opened_with(trained_tagger, tmp_path):
+  """What a worker does with --model_dir gs://… (here through the same FileSystems calls)."""
+  _, model_dir = trained_tagger
+  local = inference.copy_run(model_dir, str(tmp_path))
+  info = run_dir.read_info(model_dir)
+  expected = {run_dir.MODEL_INFO_FILE, info["model"], info["vocabulary_file"]} | {
+      n for n in run_dir.CALIBRATION_FILES if os.path.exists(os.path.join(model_dir, n))}
+  assert set(os.listdir(local)) == expected
+  copy, original = inference.open_run(local), run_dir.load(model_dir)
+  assert copy.vocabulary == original.vocabulary
+  assert copy.model.count_params() == original.model.count_params()
+  with pytest.raises(FileNotFoundError, match="holds no finished training run"):
+    inference.copy_run(str(tmp_path / "nothing"), str(tmp_path))

@@ -2,7 +2,8 @@
 
   stored-form JPEG (image_files.stored_form) → PredictionResult(jpeg, the model's output row)
 Each worker process loads the run once (RunInference shares it between the process's threads)
-and takes predict's road: image_files.model_inputs, then the model's predict_on_batch.
+and takes predict's road: image_files.model_inputs, then the model's predict_on_batch. Beside
+the jobs, not in stages/: it opens a trained run (alti2v.training, the tasks' registry).
 """
 from __future__ import annotations
 
@@ -26,27 +27,36 @@ def is_local(path: str) -> bool:
 
 
 def local_run_dir(model_dir: str) -> str:
-  """model_dir itself when local; else a local copy of the files a run is opened with.
+  """model_dir itself when local; else a local copy of it (copy_run into a temporary folder).
 
-  run_dir.load reads with open() and Keras' loader: a run on gs:// is copied (through
-  Beam's FileSystems) into a temporary folder first: model_info.json, the model file, its
-  output names and the calibration files; not the checkpoints, logs or SavedModel.
+  run_dir.load reads with open() and Keras' loader, which take local paths only.
+  """
+  if is_local(model_dir):
+    return model_dir
+  return copy_run(model_dir, tempfile.mkdtemp(prefix="alti2v-run-"))
+
+
+def copy_run(model_dir: str, local_dir: str) -> str:
+  """Copies the files a finished run is opened with, through Beam's FileSystems (gs://).
+
+  model_info.json, the model file, its output names and the calibration files; not the
+  checkpoints, logs or SavedModel.
+
+  Returns:
+    local_dir.
 
   Raises:
     FileNotFoundError: model_dir holds no finished run.
   """
-  if is_local(model_dir):
-    return model_dir
-  info_path = files.join(model_dir, run_dir.MODEL_INFO_FILE)
-  if not FileSystems.exists(info_path):
+  if not FileSystems.exists(files.join(model_dir, run_dir.MODEL_INFO_FILE)):
     raise FileNotFoundError(f"{model_dir} holds no finished training run "
                             f"({run_dir.MODEL_INFO_FILE} is missing)")
-  local = tempfile.mkdtemp(prefix="alti2v-run-")
-  info = run_dir.read_json(_copy(model_dir, run_dir.MODEL_INFO_FILE, local))
+  info = run_dir.read_json(_copy(model_dir, run_dir.MODEL_INFO_FILE, local_dir))
   for name in (info["model"], info["vocabulary_file"], *run_dir.CALIBRATION_FILES):
-    if name == info["model"] or FileSystems.exists(files.join(model_dir, name)):
-      _copy(model_dir, name, local)
-  return local
+    if name in (info["model"], info["vocabulary_file"]) or FileSystems.exists(
+        files.join(model_dir, name)):
+      _copy(model_dir, name, local_dir)
+  return local_dir
 
 
 def _copy(model_dir: str, name: str, local_dir: str) -> str:
