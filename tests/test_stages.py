@@ -203,6 +203,8 @@ JOBS = {
     "build_vision_dataset": ["--labels_dir", "--num_labels", "--min_label_count"],
     "build_caption_dataset": ["--captions_json", "--min_char_count"],
     "vision_labels": ["--endpoint", "--retry_errors, --noretry_errors", "--batch_size"],
+    "tag_images": ["--model_dir", "--top_k", "--threshold", "--vector, --novector",
+                   "--max_batch_size", "--overwrite, --nooverwrite"],
 }
 
 

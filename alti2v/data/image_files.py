@@ -4,10 +4,12 @@ Each file goes the training road: Pillow normalisation as in the builder (EXIF, 
 to the stored size, JPEG), then the input pipeline's decode and pad-to-square, batched through
 tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
 screen and caption (through training/run_dir.py's TrainedRun.score_files), which write one
-JSON line per file with json_line.
+JSON line per file with json_line. beam_jobs.tag_images takes the same road in Beam
+(stored_form, then model_inputs for a batch).
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -16,6 +18,7 @@ import sys
 import time
 from typing import Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from alti2v.data import imaging
@@ -45,12 +48,38 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
   return paths
 
 
+def stored_form(data: bytes, stored_size: int) -> bytes:
+  """A file's bytes → the JPEG its dataset would hold: the first half of the road.
+
+  The builder's Pillow normalisation (EXIF, modes, first frame, longer side at most
+  stored_size); input_pipeline.to_model_input is the second half (model_inputs for a batch).
+
+  Raises:
+    imaging.Rejected: the bytes are no usable image.
+  """
+  return imaging.decode_and_resize(data, int(stored_size)).jpeg
+
+
+@functools.lru_cache(maxsize=None)
+def _batch_to_model_input(image_size: int):
+  return tf.function(
+      lambda jpegs: tf.map_fn(lambda j: input_pipeline.to_model_input(j, image_size), jpegs,
+                              fn_output_signature=tf.uint8),
+      input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+def model_inputs(jpegs: Sequence[bytes], image_size: int) -> np.ndarray:
+  """Stored-form JPEGs (stored_form) → uint8 [N, image_size, image_size, 3], as image_dataset
+  makes them (input_pipeline.to_model_input), for a caller that batches itself (Beam)."""
+  return _batch_to_model_input(int(image_size))(tf.constant(list(jpegs), tf.string)).numpy()
+
+
 def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
   """(stored-form JPEG, "") or (b"", "reason: detail") for one file."""
   try:
     with open(os.fsdecode(path), "rb") as f:
       data = f.read()
-    return imaging.decode_and_resize(data, int(stored_size)).jpeg, b""
+    return stored_form(data, stored_size), b""
   except imaging.Rejected as e:
     return b"", str(e).encode("utf-8", "backslashreplace")
   except OSError as e:

@@ -204,10 +204,15 @@ def tag_lines(run: run_dir.TrainedRun, paths: Sequence[str], *, top_k: int = 0,
     vector: add the whole tag-probability vector (not Illustration2Vec's feature vector,
       which is a hidden layer's activations).
   """
+  require_tagger(run)
+  return _tag_lines(run, paths, top_k, threshold, vector, batch_size, progress)
+
+
+def require_tagger(run: run_dir.TrainedRun) -> None:
+  """Raises ValueError (naming the command that serves it) unless run is a tagger or a student."""
   # A task's name, not an import: no task imports another (a student also scores one
   # sigmoid per name; a screening filter's single score is not a tag).
   run.require_task(("tagger", "distill"), PREDICT_SERVES)
-  return _tag_lines(run, paths, top_k, threshold, vector, batch_size, progress)
 
 
 PREDICT_SERVES = ("predict tags files with a tagger (or a distillation student); sort a "
@@ -215,23 +220,40 @@ PREDICT_SERVES = ("predict tags files with a tagger (or a distillation student);
                   "files with a captioner with `python -m alti2v.caption`")
 
 
+def tag_thresholds(run: run_dir.TrainedRun, threshold: Optional[float] = None) -> np.ndarray:
+  """The threshold of each tag: threshold for all, else the calibrated ones, else 0.5 each."""
+  if threshold is not None:
+    return np.full(len(run.vocabulary), threshold)
+  if run.thresholds is not None:
+    return run.thresholds
+  return np.full(len(run.vocabulary), run_dir.DEFAULT_THRESHOLD)
+
+
+def tag_line(path: str, scores: np.ndarray, vocabulary: Sequence[str],
+             thresholds: np.ndarray, *, top_k: int = 0, vector: bool = False) -> dict:
+  """predict's line for one scored file: {"path", "tags": [{"tag", "score"}, ...]} (+ "vector").
+
+  Args:
+    scores: the model's output for the file, one sigmoid per vocabulary entry.
+    thresholds: one per tag (tag_thresholds); tags at or above theirs, best first.
+    top_k: keep at most k tags (0 = no cap).
+    vector: add the whole tag-probability vector.
+  """
+  order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= thresholds[j]]
+  if top_k:
+    order = order[:top_k]
+  line = {"path": path, "tags": [{"tag": vocabulary[j], "score": round(float(scores[j]), 4)}
+                                 for j in order]}
+  if vector:
+    line["vector"] = [round(float(v), 6) for v in scores]
+  return line
+
+
 def _tag_lines(run, paths, top_k, threshold, vector, batch_size,
                progress) -> Iterator[dict]:
-  if threshold is not None:
-    thresholds = np.full(len(run.vocabulary), threshold)
-  elif run.thresholds is not None:
-    thresholds = run.thresholds
-  else:
-    thresholds = np.full(len(run.vocabulary), run_dir.DEFAULT_THRESHOLD)
+  thresholds = tag_thresholds(run, threshold)
   for path, scores, error in run.score_files(paths, batch_size, progress):
     if scores is None:
       yield {"path": path, "error": error}
       continue
-    order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= thresholds[j]]
-    if top_k:
-      order = order[:top_k]
-    line = {"path": path, "tags": [{"tag": run.vocabulary[j],
-                                    "score": round(float(scores[j]), 4)} for j in order]}
-    if vector:
-      line["vector"] = [round(float(v), 6) for v in scores]
-    yield line
+    yield tag_line(path, scores, run.vocabulary, thresholds, top_k=top_k, vector=vector)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -98,17 +98,26 @@ def _is_build_output(name: str, dataset_name: str) -> bool:
           or name.startswith("beam-temp-"))
 
 
-def prepare_output_dir(output_dir: str, overwrite: bool, dataset_name: str) -> None:
+def prepare_output_dir(output_dir: str, overwrite: bool, dataset_name: str = "", *,
+                       marker: str = features_lib.DATASET_INFO_FILE,
+                       is_output: Optional[Callable[[str], bool]] = None) -> None:
   """Refuses a non-empty output directory unless overwrite; with it, removes the old build.
 
-  dataset_info.json goes first, so that a failed overwrite never leaves old
+  The marker (dataset_info.json) goes first, so that a failed overwrite never leaves old
   metadata describing new shards. Files that a build never writes are kept.
+
+  Args:
+    dataset_name: of a dataset build (its shard names).
+    marker: the file a finished output has, written last by the job.
+    is_output: whether a top-level name is one the job writes; default: a dataset build's.
 
   Raises:
     FileExistsError: output_dir holds files and overwrite is False.
   """
+  if is_output is None:
+    is_output = lambda name: _is_build_output(name, dataset_name)
   existing = _list_dir(output_dir)
-  info = join(output_dir, features_lib.DATASET_INFO_FILE)
+  info = join(output_dir, marker)
   if not existing and FileSystems.exists(info):  # The listing failed to see it: be safe.
     existing = [info]
   if not existing:
@@ -117,7 +126,7 @@ def prepare_output_dir(output_dir: str, overwrite: bool, dataset_name: str) -> N
   if not overwrite:
     raise FileExistsError(
         f"output directory {output_dir} is not empty ({len(existing)} files, "
-        f"e.g. {existing[0]}); pass --overwrite to replace the dataset in it")
+        f"e.g. {existing[0]}); pass --overwrite to replace the output in it")
   if FileSystems.exists(info):
     delete_paths([info])
   prefix = output_dir.rstrip("/") + "/"
@@ -126,8 +135,8 @@ def prepare_output_dir(output_dir: str, overwrite: bool, dataset_name: str) -> N
     if path == info:
       continue
     top = path[len(prefix):].split("/", 1)[0]
-    (ours if _is_build_output(top, dataset_name) else kept).append(path)
+    (ours if is_output(top) else kept).append(path)
   if ours:
     delete_paths(ours)
   for path in kept:
-    logging.warning("--overwrite keeps %s: a dataset build never writes it", path)
+    logging.warning("--overwrite keeps %s: this job never writes it", path)

@@ -1,0 +1,246 @@
+"""Beam job: tag every image under a folder with a trained tagger → sharded JSON lines, at scale.
+
+  python -m beam_jobs.tag_images --model_dir RUN --input_dir IMAGES --output_dir TAGS [Beam options]
+
+The lines are predict's, file for file (alti2v.tasks.tagger.tag_line; each image takes the
+road of alti2v/data/image_files.py), scored with Beam's RunInference
+(beam_jobs/inference.py); a file that is no usable image goes to rejected-*.jsonl.
+summary.json is written last: its presence means the output is complete. BUILD.md has the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+
+from alti2v.data import image_files
+from alti2v.data import imaging
+from alti2v.tasks import tagger
+from beam_jobs import inference
+from beam_jobs.stages import elements
+from beam_jobs.stages import files
+from beam_jobs.stages import flags
+from beam_jobs.stages import job
+from beam_jobs.stages import read
+from beam_jobs.stages.elements import REJECTED, Candidate
+
+TAGS_PREFIX = "tags"  # tags-00000-of-00004.jsonl
+REJECTED_PREFIX = "rejected"  # rejected-00000-of-00001.jsonl
+SUFFIX = ".jsonl"
+SUMMARY_FILE = "summary.json"  # Written last: the output is complete.
+TAGGED = "images_tagged"  # The counter of lines written to tags-*.jsonl.
+
+
+@dataclasses.dataclass(frozen=True)
+class Tagging:
+  """What the launcher reads from the run for the workers' lines (the model stays on them).
+
+  Attributes:
+    vocabulary: the tag names, in output order.
+    thresholds: one per tag (tagger.tag_thresholds: --threshold, else calibrated, else 0.5).
+    stored_size: the side the run's dataset stored images at (image_files.stored_form).
+  """
+  vocabulary: tuple[str, ...]
+  thresholds: np.ndarray
+  stored_size: int
+
+
+class ReadStoredForm(beam.DoFn):
+  """Candidate → (path as os.fsencode bytes, stored-form JPEG); unusable files → rejected.
+
+  The path crosses Beam's coders as bytes: a scraped name need not be UTF-8.
+  """
+
+  def __init__(self, stored_size: int):
+    self._stored_size = stored_size
+
+  def setup(self):
+    self._images_read = elements.counter("images_read")
+
+  def process(self, candidate: Candidate):
+    self._images_read.inc()
+    path = candidate.image_path
+    try:
+      try:
+        data = files.read_bytes(path)
+      except (OSError, IOError) as e:
+        raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
+      jpeg = image_files.stored_form(data, self._stored_size)
+    except imaging.Rejected as e:
+      yield elements.rejected(path, e.reason, e.detail)
+      return
+    yield os.fsencode(path), jpeg
+
+
+def to_line(path_and_result: tuple[bytes, PredictionResult], tagging: Tagging, top_k: int,
+            vector: bool) -> str:
+  """(path, PredictionResult) → predict's JSON line for the file (no newline)."""
+  path, result = path_and_result
+  elements.counter(TAGGED).inc()
+  return image_files.json_line(tagger.tag_line(
+      os.fsdecode(path), result.inference, tagging.vocabulary, tagging.thresholds,
+      top_k=top_k, vector=vector))
+
+
+def _is_output(name: str) -> bool:
+  """Whether a top-level name in --output_dir is one this job writes."""
+  return (name == SUMMARY_FILE or name.startswith("beam-temp-")
+          or (name.startswith((TAGS_PREFIX + "-", REJECTED_PREFIX + "-"))
+              and name.endswith(SUFFIX)))
+
+
+def write_summary(written: Sequence[str], tagged: int, rejections: Sequence[dict[str, str]],
+                  args: argparse.Namespace) -> dict[str, Any]:
+  """Writes summary.json, once every shard is in place: the output is complete.
+
+  Args:
+    written: the files the writes renamed into place.
+    tagged: lines in tags-*.jsonl.
+    rejections: the lines of rejected-*.jsonl.
+
+  Raises:
+    ValueError: nothing was found under --input_dir (then no summary.json).
+  """
+  if tagged == 0 and not rejections:
+    raise ValueError(f"no image file found under --input_dir {args.input_dir}")
+  reasons: dict[str, int] = {}
+  for r in rejections:
+    reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+  summary = {
+      "output_dir": args.output_dir, "model_dir": args.model_dir, "tagged": tagged,
+      "rejected": dict(sorted(reasons.items())),
+      "files": sorted(os.path.basename(p) for p in written),
+      "args": {k: v for k, v in vars(args).items() if k != "overwrite"}}
+  tmp = files.join(args.output_dir, SUMMARY_FILE + ".tmp")
+  files.write_text(tmp, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+  FileSystems.rename([tmp], [files.join(args.output_dir, SUMMARY_FILE)])
+  return summary
+
+
+class TagImagesJob(job.Job):
+  """Images under --input_dir → RunInference with a tagger → tags-*.jsonl, rejected-*.jsonl."""
+  module = "beam_jobs.tag_images"
+  description = __doc__.split("\n\n")[0]
+
+  def __init__(self):
+    self._tagging: Optional[Tagging] = None  # Set by prepare, from --model_dir.
+
+  def add_flags(self, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_dir", required=True,
+                        help="A finished tagger (or distillation student) run; local on "
+                        "every worker, or gs:// (copied to each worker, BUILD.md).")
+    parser.add_argument("--input_dir", required=True,
+                        help="Folder tree of images (jpg/jpeg/png/gif/webp/bmp, any case, any "
+                        "depth); local or gs://. Other files are ignored.")
+    parser.add_argument("--output_dir", required=True,
+                        help="Folder for tags-*.jsonl, rejected-*.jsonl and summary.json "
+                        "(last); local or gs://.")
+    parser.add_argument("--top_k", type=int, default=0,
+                        help="Keep at most K tags per image (0 = no cap).")
+    parser.add_argument("--threshold", type=float, default=-1.0,
+                        help="One threshold for every tag; -1 = the calibrated per-tag "
+                        "thresholds (from evaluate), else 0.5.")
+    parser.add_argument("--vector", action=flags.BoolFlag, default=False,
+                        help="Add the tag-probability vector to each line (as predict).")
+    parser.add_argument("--min_batch_size", type=int, default=1,
+                        help="Smallest batch Beam's adaptive batching gives the model.")
+    parser.add_argument("--max_batch_size", type=int, default=32,
+                        help="Largest batch given to the model (GPU workers: 128-256).")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="Files of tags-*.jsonl; 0 = the runner's choice.")
+    parser.add_argument("--share_model_across_processes", action=flags.BoolFlag,
+                        default=False, help="One model per machine instead of one per SDK "
+                        "process: for GPU workers, whose memory holds one copy.")
+    parser.add_argument("--overwrite", action=flags.BoolFlag, default=False,
+                        help="Replace this job's files in a non-empty --output_dir.")
+
+  def validate(self, args: argparse.Namespace) -> None:
+    if args.top_k < 0:
+      raise ValueError(f"--top_k must be >= 0, got {args.top_k}")
+    if not (args.threshold == -1 or 0 <= args.threshold <= 1):
+      raise ValueError(f"--threshold must be in [0, 1] (or -1: the calibrated thresholds), "
+                       f"got {args.threshold}")
+    if args.min_batch_size < 1:
+      raise ValueError(f"--min_batch_size must be >= 1, got {args.min_batch_size}")
+    if args.max_batch_size < args.min_batch_size:
+      raise ValueError(f"--max_batch_size must be >= --min_batch_size "
+                       f"({args.min_batch_size}), got {args.max_batch_size}")
+    if args.num_shards < 0:
+      raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
+    files.check_filesystem(args.model_dir)
+
+  def prepare(self, args: argparse.Namespace) -> None:
+    """Opens the run (refused unless a tagger, before anything is written), readies --output_dir."""
+    run = inference.open_run(args.model_dir)
+    tagger.require_tagger(run)
+    self._tagging = Tagging(
+        tuple(run.vocabulary),
+        tagger.tag_thresholds(run, None if args.threshold < 0 else args.threshold),
+        run.stored_size)
+    files.prepare_output_dir(args.output_dir, args.overwrite, marker=SUMMARY_FILE,
+                             is_output=_is_output)
+
+  def build_pipeline(self, p: beam.Pipeline, args: argparse.Namespace) -> None:
+    tagging = self._tagging
+    discovered = p | "Discover" >> read.DiscoverImages(args.input_dir, None)
+    # Candidate
+    stored = discovered.candidates | "ReadStoredForm" >> beam.ParDo(
+        ReadStoredForm(tagging.stored_size)).with_outputs(REJECTED, main="images")
+    # (path bytes, stored-form JPEG)
+    handler = inference.TrainedRunHandler(
+        args.model_dir, min_batch_size=args.min_batch_size,
+        max_batch_size=args.max_batch_size,
+        share_across_processes=args.share_model_across_processes)
+    lines = (
+        stored.images
+        | "RunInference" >> RunInference(KeyedModelHandler(handler))
+        # (path bytes, PredictionResult(jpeg, scores))
+        | "ToLines" >> beam.Map(to_line, tagging, args.top_k, args.vector))
+    # predict's JSON line
+    rejections = (
+        (discovered[REJECTED], stored[REJECTED])
+        | "AllRejections" >> beam.Flatten()
+        | "CountRejections" >> beam.Map(elements.count_rejection))
+    # Beam writes each shard under beam-temp-* and renames them all when the write is done.
+    written_tags = lines | "WriteTags" >> beam.io.WriteToText(
+        files.join(args.output_dir, TAGS_PREFIX), file_name_suffix=SUFFIX,
+        num_shards=args.num_shards)
+    written_rejected = (
+        rejections
+        | "RejectionLines" >> beam.Map(json.dumps, ensure_ascii=False)
+        | "WriteRejected" >> beam.io.WriteToText(
+            files.join(args.output_dir, REJECTED_PREFIX), file_name_suffix=SUFFIX))
+    tagged = lines | "CountLines" >> beam.combiners.Count.Globally()
+    _ = (
+        (written_tags, written_rejected)
+        | "AllWritten" >> beam.Flatten()
+        | "GatherWritten" >> beam.combiners.ToList()
+        | "WriteSummary" >> beam.Map(
+            write_summary, tagged=beam.pvalue.AsSingleton(tagged),
+            rejections=beam.pvalue.AsList(rejections), args=args))
+
+  def summarize(self, args: argparse.Namespace, result) -> dict[str, Any]:
+    """summary.json, as written, without the flags."""
+    with FileSystems.open(files.join(args.output_dir, SUMMARY_FILE)) as f:
+      summary = json.load(f)
+    summary.pop("args", None)
+    return summary
+
+
+JOB = TagImagesJob()
+
+
+def run(argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
+  """Parses argv, tags the images, and returns the finished Beam result (metrics)."""
+  return JOB.run(argv)
+
+
+if __name__ == "__main__":
+  JOB.main()
