@@ -4,7 +4,7 @@ Each file goes the training road: Pillow normalisation as in the builder (EXIF, 
 to the stored size, JPEG), then the input pipeline's decode and pad-to-square, batched through
 tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
 screen and caption (through training/run_dir.py's TrainedRun.score_files), which write one
-JSON line per file with json_line.
+JSON line per file with json_line; model_input takes an upload's bytes the same road (serve).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from alti2v.data import imaging
@@ -55,6 +56,25 @@ def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
     return b"", str(e).encode("utf-8", "backslashreplace")
   except OSError as e:
     return b"", f"{imaging.UNREADABLE}: {e}".encode("utf-8", "backslashreplace")
+
+
+def model_input(data: bytes, image_size: int, stored_size: int,
+                max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> np.ndarray:
+  """One image file's bytes → uint8 [image_size, image_size, 3]: the road a file on disk takes.
+
+  Used for uploads (alti2v/serving), which arrive as bytes rather than paths.
+
+  Args:
+    data: the file's bytes.
+    image_size: the model's input side.
+    stored_size: the side the run's dataset stored images at (the builder's normalisation).
+    max_pixels: larger images are rejected before they are decoded (decompression bombs).
+
+  Raises:
+    imaging.Rejected: the bytes are empty, not an image, truncated, corrupt or too large.
+  """
+  jpeg = imaging.decode_and_resize(data, int(stored_size), max_pixels).jpeg
+  return input_pipeline.to_model_input(tf.constant(jpeg), image_size).numpy()
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
