@@ -44,6 +44,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["alti2v", "alti2v.*",
                                                "beam_jobs", "beam_jobs.*"]),
+    package_data={"alti2v.serving": ["static/*.html"]},  # The web page of alti2v.serve.
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo command of the README: all four systems, each figure beside its naive baseline.
 # 1-6 the tagger: sample data → Beam build → dataset check → train (configs/demo.flags) →
-#   evaluate → predict a few images; 7-8 the screening filter: sorted folders → build → train →
+#   evaluate → predict a few images → the web page's JSON API (6b); 7-8 the screening filter: sorted folders → build → train →
 #   choose the threshold → screen a scraped folder; 9 Vision API distillation: the labelling job
 #   against the project's fake Vision server on 127.0.0.1 → build → train a student → evaluate;
 # 10 the katakana captioner: COCO-style captions → build → train → evaluate → caption files.
@@ -41,6 +41,28 @@ printf 'not an image' > "$OUT/unreadable.jpg"
 step python -m alti2v.predict --model_dir "$OUT/tagger" --top_k 8 --noprogress \
   "$OUT/images/0000/00000[0-2].*" "$OUT/unreadable.jpg"
 echo "(true tags of 000000: $(tr '\n' ' ' < "$OUT/images/0000/000000.txt"))"
+
+echo "== 6b. the web page's JSON API (python -m alti2v.serve): start, tag one image, stop"
+PORT="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+python -m alti2v.serve --model_dir "$OUT/tagger" --port "$PORT" >>"$LOG" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null' EXIT
+# What `curl -F file=@IMAGE 'http://127.0.0.1:PORT/v1/tag?top_k=5'` prints (curl need not be here).
+step python - "$PORT" "$OUT"/images/0000/000000.* <<'PY'
+import sys, time, httpx
+url = f"http://127.0.0.1:{sys.argv[1]}"
+image = next(p for p in sys.argv[2:] if not p.endswith(".txt"))
+for _ in range(240):  # The server loads the model first (seconds).
+  try:
+    httpx.get(f"{url}/v1/info", timeout=2).raise_for_status()
+    break
+  except httpx.HTTPError:
+    time.sleep(0.5)
+print(httpx.post(f"{url}/v1/tag", params={"top_k": 5}, timeout=60,
+                 files={"file": open(image, "rb")}).text)
+PY
+kill "$SERVE"; wait "$SERVE" 2>/dev/null || true; trap - EXIT
+echo "(python -m alti2v.serve --model_dir $OUT/tagger, then open http://127.0.0.1:8000/ to try it)"
 
 echo "== 7. screening filter: hand-sorted positive/ (a red circle) and negative/ folders"
 rm -rf "$OUT/sorted" "$OUT/scraped" "$OUT/screened"

@@ -10,6 +10,21 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
+# The web page's browser test drives Debian's chromium through its chromedriver (no browser
+# can be downloaded at run time); installed once, quietly, when missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "[setup] installing Debian's chromium and chromium-driver (the web page's browser test)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! { $SUDO apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+       } > "$VENV/chromium-install.log" 2>&1; then
+    tail -n 20 "$VENV/chromium-install.log"
+    echo "[setup] could not install chromium; install Debian's chromium and chromium-driver" \
+         "(apt-get install -y chromium chromium-driver: /usr/bin/chromium and" \
+         "/usr/bin/chromedriver), then run this again" >&2
+    exit 1
+  fi
+fi
 STAMP="$VENV/.alti2v-installed"
 # Both README commands need the same extras (the demo runs the captioner: MeCab's dictionary).
 EXTRAS="${ALTI2V_EXTRAS:-test,caption}"

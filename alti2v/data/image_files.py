@@ -5,7 +5,8 @@ to the stored size, JPEG), then the input pipeline's decode and pad-to-square, b
 tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
 screen and caption (through training/run_dir.py's TrainedRun.score_files), which write one
 JSON line per file with json_line. beam_jobs.tag_images takes the same road in Beam
-(stored_form, then model_inputs for a batch).
+(stored_form, then model_inputs for a batch); model_input takes an upload's bytes the same
+road (serve).
 """
 from __future__ import annotations
 
@@ -48,16 +49,20 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
   return paths
 
 
-def stored_form(data: bytes, stored_size: int) -> bytes:
+def stored_form(data: bytes, stored_size: int,
+                max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> bytes:
   """A file's bytes → the JPEG its dataset would hold: the first half of the road.
 
   The builder's Pillow normalisation (EXIF, modes, first frame, longer side at most
   stored_size); input_pipeline.to_model_input is the second half (model_inputs for a batch).
 
+  Args:
+    max_pixels: larger images are rejected before they are decoded (decompression bombs).
+
   Raises:
     imaging.Rejected: the bytes are no usable image.
   """
-  return imaging.decode_and_resize(data, int(stored_size)).jpeg
+  return imaging.decode_and_resize(data, int(stored_size), max_pixels).jpeg
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,6 +89,24 @@ def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
     return b"", str(e).encode("utf-8", "backslashreplace")
   except OSError as e:
     return b"", f"{imaging.UNREADABLE}: {e}".encode("utf-8", "backslashreplace")
+
+
+def model_input(data: bytes, image_size: int, stored_size: int,
+                max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> np.ndarray:
+  """One image file's bytes → uint8 [image_size, image_size, 3]: the road a file on disk takes.
+
+  Used for uploads (alti2v/serving), which arrive as bytes rather than paths.
+
+  Args:
+    data: the file's bytes.
+    image_size: the model's input side.
+    stored_size: the side the run's dataset stored images at (the builder's normalisation).
+    max_pixels: larger images are rejected before they are decoded (decompression bombs).
+
+  Raises:
+    imaging.Rejected: the bytes are empty, not an image, truncated, corrupt or too large.
+  """
+  return model_inputs([stored_form(data, stored_size, max_pixels)], image_size)[0]
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

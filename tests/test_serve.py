@@ -1,0 +1,209 @@
+"""The JSON API of `python -m alti2v.serve` (alti2v/serving): answers per task, batches in order,
+every bad upload a clear 4xx (never a 500), the upload cap, the similar-images hook."""
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fastapi import testclient
+from PIL import Image
+
+from alti2v.serving import answers
+from alti2v.serving import app as app_lib
+from alti2v.tasks import tagger as tagger_lib
+from alti2v.training import run_dir
+from tests import fixtures
+
+MAX_UPLOAD = 300_000
+MAX_PIXELS = 1_000_000
+
+
+def sample_paths(images_dir, n):
+  return sorted(os.path.join(root, name) for root, _, names in os.walk(images_dir)
+                for name in names if name.endswith((".jpg", ".png")))[:n]
+
+
+def bomb_png() -> bytes:
+  """A real decompression bomb: a 20000x20000 PNG (400M pixels) of ~60 kB."""
+  return fixtures.make_image_bytes(Image.new("1", (20000, 20000)), "PNG")
+
+
+@pytest.fixture(scope="module")
+def tagger_run(trained_tagger):
+  return run_dir.load(trained_tagger[1])
+
+
+@pytest.fixture(scope="module")
+def client(tagger_run):
+  answerer = answers.Answerer(tagger_run, max_pixels=MAX_PIXELS)
+  with testclient.TestClient(app_lib.create_app(answerer, max_upload_bytes=MAX_UPLOAD,
+                                                max_files=4)) as c:
+    yield c
+
+
+def post_files(client, named, **params):
+  return client.post("/v1/tag", params=params,
+                     files=[("file", (name, data)) for name, data in named])
+
+
+def test_batch_answers_in_order_as_predict(client, tagger_run, tiny_dataset, tmp_path):
+  paths = sample_paths(tiny_dataset[0], 3)
+  named = [(os.path.basename(p), open(p, "rb").read()) for p in paths]
+  named.append(("alpha.png", fixtures.rgba_png()))
+  reply = post_files(client, named, threshold=0.0)
+  assert reply.status_code == 200, reply.text
+  body = reply.json()
+  assert body["task"] == "tagger"
+  results = body["results"]
+  assert [(r["index"], r["filename"]) for r in results] == [
+      (i, name) for i, (name, _) in enumerate(named)]
+  # The same road as predict: the same tags and scores, here with a category each.
+  png = tmp_path / "alpha.png"
+  png.write_bytes(fixtures.rgba_png())
+  expected = list(tagger_lib.tag_lines(tagger_run, paths + [str(png)], threshold=0.0))
+  for result, line in zip(results, expected):
+    assert len(result["tags"]) == len(tagger_run.vocabulary)
+    assert {t["tag"]: t["score"] for t in result["tags"]} == pytest.approx(
+        {t["tag"]: t["score"] for t in line["tags"]}, abs=2e-4)
+    assert {t["category"] for t in result["tags"]} == {answers.GENERAL}
+    scores = [t["score"] for t in result["tags"]]
+    assert scores == sorted(scores, reverse=True)
+    assert "similar" not in result  # No index given: the hook is absent.
+  assert results[0]["tags"] != results[1]["tags"]
+
+
+def test_threshold_top_k_and_a_raw_image_body(client, tagger_run, tiny_dataset):
+  (path,) = sample_paths(tiny_dataset[0], 1)
+  data = open(path, "rb").read()
+  all_tags = post_files(client, [("a.jpg", data)], threshold=0.0).json()["results"][0]["tags"]
+  k = len(all_tags) // 2  # Between two rounded scores: the rounding cannot decide it.
+  middle = (all_tags[k - 1]["score"] + all_tags[k]["score"]) / 2
+  above = post_files(client, [("a.jpg", data)], threshold=middle).json()["results"][0]["tags"]
+  assert above == [t for t in all_tags if t["score"] >= middle] and 0 < len(above) < len(all_tags)
+  top = post_files(client, [("a.jpg", data)], threshold=0.0, top_k=2).json()["results"][0]
+  assert top["tags"] == all_tags[:2]
+  # Default: predict's own default (no calibration here: 0.5 for every tag).
+  (line,) = tagger_lib.tag_lines(tagger_run, [path])
+  default = post_files(client, [("a.jpg", data)]).json()["results"][0]["tags"]
+  assert [t["tag"] for t in default] == [t["tag"] for t in line["tags"]]
+  raw = client.post("/v1/tag", content=data, headers={"Content-Type": "image/jpeg"},
+                    params={"threshold": 0.0})
+  assert raw.status_code == 200 and raw.json()["results"] == [
+      {"index": 0, "filename": "", "tags": all_tags}]
+
+
+@pytest.mark.parametrize("name,make,reason", [
+    ("text.jpg", lambda: b"this is not an image\n" * 10, "not_an_image"),
+    ("cut.jpg", fixtures.truncated_jpeg, "truncated"),
+    ("bomb.png", bomb_png, "too_many_pixels"),
+    ("large.png", lambda: fixtures.make_image_bytes(Image.new("L", (1200, 1000)), "PNG"),
+     "too_many_pixels"),
+    ("empty.jpg", lambda: b"", "empty_file"),
+])
+def test_a_bad_upload_is_a_422_naming_the_file(client, tiny_dataset, name, make, reason):
+  data = make()
+  assert len(data) < MAX_UPLOAD
+  (good,) = sample_paths(tiny_dataset[0], 1)
+  reply = post_files(client, [("good.jpg", open(good, "rb").read()), (name, data)])
+  assert reply.status_code == 422, reply.text
+  body = reply.json()
+  assert body["error"] == "1 of 2 files are not usable images; nothing was scored"
+  ((bad,),) = [body["files"]]
+  assert (bad["index"], bad["filename"], bad["reason"]) == (1, name, reason)
+
+
+def test_requests_without_images_or_over_the_limits_are_4xx(client, tiny_dataset):
+  (good,) = sample_paths(tiny_dataset[0], 1)
+  good_bytes = open(good, "rb").read()
+  cases = {
+      "no body": client.post("/v1/tag"),
+      "no file field": client.post("/v1/tag", data={"note": "hello"},
+                                   files=[("other", ("", b""))]),
+      "json": client.post("/v1/tag", json={"image": "x"}),
+      "threshold": post_files(client, [("a.jpg", good_bytes)], threshold=2),
+      "top_k": post_files(client, [("a.jpg", good_bytes)], top_k=-1),
+      "too many files": post_files(client, [(f"{i}.jpg", good_bytes) for i in range(5)]),
+      "declared too large": post_files(client, [("big.bin", os.urandom(MAX_UPLOAD + 1))]),
+      # No Content-Length (chunked): cut off once the stream passes the cap.
+      "streamed too large": client.post(
+          "/v1/tag", content=iter([b"\0" * 100_000] * 4),
+          headers={"Content-Type": "application/octet-stream"}),
+  }
+  statuses = {name: reply.status_code for name, reply in cases.items()}
+  assert statuses == {"no body": 400, "no file field": 400, "json": 415, "threshold": 422,
+                      "top_k": 422, "too many files": 400, "declared too large": 413,
+                      "streamed too large": 413}
+  for name, reply in cases.items():
+    assert reply.headers["content-type"] == "application/json", name
+    assert reply.json()["error"], name
+  assert "at most 300000 bytes per request" in cases["declared too large"].json()["error"]
+  assert "--max_upload_mb" in cases["streamed too large"].json()["error"]
+  assert "Maximum number of files is 4" in cases["too many files"].json()["error"]
+  assert "threshold" in cases["threshold"].json()["error"]
+
+
+def test_info_and_page(client):
+  info = client.get("/v1/info").json()
+  assert info == {"task": "tagger", "kind": "tags", "image_size": 32, "similar": False,
+                  "threshold": 0.5, "calibrated": False, "categories": ["general"],
+                  "max_upload_bytes": MAX_UPLOAD, "max_files": 4, "max_pixels": MAX_PIXELS}
+  page = client.get("/")
+  assert page.status_code == 200 and 'id="threshold"' in page.text
+  assert "/v1/tag" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_similar_images_hook(tagger_run, tiny_dataset):
+  """What --index will plug in: per image its neighbours, beside the task's answer."""
+  calls = []
+
+  def neighbours(images, outputs):
+    calls.append((images.shape, outputs.shape))
+    return [[{"path": f"indexed/{i}.jpg", "score": float(o.max())}] for i, o in enumerate(outputs)]
+
+  answerer = answers.Answerer(tagger_run, similar=neighbours)
+  assert answerer.info()["similar"] is True
+  paths = sample_paths(tiny_dataset[0], 2)
+  results = answerer.answer([answers.Upload("x", open(p, "rb").read()) for p in paths], 0.0)
+  assert calls == [((2, 32, 32, 3), (2, len(tagger_run.vocabulary)))]
+  assert [r["similar"][0]["path"] for r in results] == ["indexed/0.jpg", "indexed/1.jpg"]
+  assert results[0]["similar"][0]["score"] == pytest.approx(results[0]["tags"][0]["score"],
+                                                            abs=1e-4)
+
+
+def test_screening_filter_answers_keep_or_drop(screen_model, screen_dataset, tmp_path):
+  model_dir = str(tmp_path / "screen")
+  shutil.copytree(screen_model, model_dir)
+  sorted_dir, _ = screen_dataset
+  paths = sample_paths(os.path.join(sorted_dir, "positive"), 2) + sample_paths(
+      os.path.join(sorted_dir, "negative"), 2)
+  run = run_dir.load(model_dir)
+  scores = [float(row[0]) for _, row, _ in run.score_files(paths)]
+  assert len(set(scores)) > 1
+  threshold = float(np.mean([min(scores), max(scores)]))
+  run_dir.write_keep_threshold(model_dir, threshold, goal="test")
+  answerer = answers.Answerer(run_dir.load(model_dir))
+  assert answerer.info() == {"task": "screen", "kind": "keep", "image_size": 32,
+                             "similar": False, "threshold": threshold, "calibrated": True}
+  with testclient.TestClient(app_lib.create_app(answerer)) as c:
+    named = [(os.path.basename(p), open(p, "rb").read()) for p in paths]
+    results = post_files(c, named).json()["results"]
+    assert [r["score"] for r in results] == pytest.approx(scores, abs=1e-4)
+    assert [r["decision"] for r in results] == [
+        "keep" if s >= threshold else "drop" for s in scores]
+    assert {r["decision"] for r in results} == {"keep", "drop"}
+    assert {r["threshold"] for r in results} == {threshold}
+    everything = post_files(c, named, threshold=0.0).json()["results"]
+    assert [r["decision"] for r in everything] == ["keep"] * 4
+
+
+def test_the_command_refuses_an_index_and_a_folder_without_a_run(tmp_path):
+  for extra, message in ((["--index", str(tmp_path)], "--index: similarity search"),
+                         ([], "holds no finished training run")):
+    result = subprocess.run(
+        [sys.executable, "-m", "alti2v.serve", "--model_dir", str(tmp_path), *extra],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
