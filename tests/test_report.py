@@ -19,6 +19,7 @@ from alti2v import metrics
 from alti2v import tasks
 from alti2v.data import dataset as dataset_lib
 from alti2v.data import samples
+from alti2v.reporting import build
 from alti2v.reporting import html
 from alti2v.training import run_dir
 from beam_jobs import build_tagged_dataset
@@ -114,8 +115,7 @@ def test_a_rerun_into_the_same_folder_leaves_no_old_figures(odd_dataset, tmp_pat
   out.mkdir()
   (out / "07_from_an_older_report.png").write_bytes(b"old")
   (out / "notes.png").write_bytes(b"the user's own")
-  result = run_report(odd_dataset, "--output", str(out), "--num_samples", "0", "--noprogress")
-  assert result.returncode == 0, result.stderr[-2000:]
+  build.write_report(odd_dataset, build.ReportOptions(output_dir=str(out), num_samples=0))
   assert not (out / "07_from_an_older_report.png").exists() and (out / "notes.png").exists()
   assert "random training images" not in (out / "report.html").read_text(encoding="utf-8")
 
@@ -158,10 +158,10 @@ def test_screen_run_report_shows_the_confusion_matrix_at_the_keep_threshold(
 
 
 def test_refuses_a_folder_that_is_neither_a_run_nor_a_dataset(tmp_path):
-  result = run_report(str(tmp_path))
-  assert result.returncode == 1
-  assert result.stderr.strip().splitlines()[-1] == (
-      f"error: {tmp_path} is neither a finished training run (no model_info.json) nor a "
+  with pytest.raises(dataset_lib.DatasetError) as e:
+    build.write_report(str(tmp_path))
+  assert str(e.value) == (
+      f"{tmp_path} is neither a finished training run (no model_info.json) nor a "
       "finished dataset (no dataset_info.json)")
   assert not (tmp_path / "report").exists()
 
