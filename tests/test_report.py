@@ -21,6 +21,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import samples
 from alti2v.reporting import build
 from alti2v.reporting import html
+from alti2v.reporting import panels
 from alti2v.training import run_dir
 from beam_jobs import build_tagged_dataset
 from tests import fixtures
@@ -169,3 +170,35 @@ def test_refuses_a_folder_that_is_neither_a_run_nor_a_dataset(tmp_path):
 def test_escape_shows_markup_and_non_utf8_names_as_text():
   assert html.escape('<b>"x" & y</b>') == "&lt;b&gt;&quot;x&quot; &amp; y&lt;/b&gt;"
   assert html.escape(os.fsdecode(b"bad\xff.jpg")) == "bad\\udcff.jpg"
+
+
+def test_every_panel_kind_draws_and_the_tasks_describe_their_records(tmp_path):
+  """The figures of the tasks without a run here (distill's scatter, a captioner's table)."""
+  rng = np.random.default_rng(0)
+  report = html.Report("all panels", str(tmp_path))
+  for panel in [
+      panels.Ranked("ranked", [f"t{i}" for i in range(50)], rng.random(50), "AP"),
+      panels.Curves("curves", "x", "y", [("$a$", np.arange(5), np.arange(5) ** 2)],
+                    marks={"m": 2}, level_marks={"l": 3}, log_y=True),
+      panels.Histogram("hist", "score", {"p": rng.random(30), "n": rng.random(30)},
+                       weights={"p": np.full(30, 2)}, marks={"t": 0.5}),
+      panels.Bars("bars", "images", {"train": [("a", 3), ("<b>", 1)], "test": [("a", 1)]}),
+      panels.Scatter("scatter", "teacher", "student", rng.random(100), rng.random(100)),
+      panels.Matrix("matrix", ["p", "n"], ["kept", "dropped"], np.array([[5, 1], [2, 7]])),
+      panels.ImageTable("captions", ["model", "references"],
+                        [(np.zeros((8, 8, 3), np.uint8), ["アカイ マル", "<i>x</i>"])])]:
+    report.add(panel)
+  page = open(report.write(), encoding="utf-8").read()
+  assert len(report.pngs) == 6 and check_page(str(tmp_path)) == page
+  assert "アカイ マル" in page and "&lt;i&gt;x&lt;/i&gt;" in page
+  assert 'data:image/png;base64,' in page and "lowest: t" in page
+  names = ["red", "circle", "art"]
+  assert tasks.get_task("distill").describe_example(
+      {"labels": np.array([0, 2]), "label_scores": np.array([0.5, 0.9])}, names) == (
+          "art 0.90, red 0.50")
+  assert tasks.get_task("tagger").describe_example({"tags": np.array([1, 0])}, names) == (
+      "circle red")
+  assert tasks.get_task("screen").describe_example({"label": np.int64(1)},
+                                                   ["negative", "positive"]) == "positive"
+  assert tasks.get_task("caption_ar").describe_example(
+      {"captions": np.array(["アカイ マル".encode(), b""])}, []) == "アカイ マル"

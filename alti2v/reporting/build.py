@@ -219,10 +219,11 @@ def _add_labels(report, builder, task, stats, build_args) -> None:
     levels[f"--min_{cut_noun}_count {min_count}"] = min_count
   ranks = np.arange(1, len(train) + 1)
   positive = train > 0
-  report.add(panels.Curves(f"train images per label ({noun}), by rank", "rank",
-                           "train images", [("train", ranks[positive], train[positive])],
-                           marks=marks, level_marks=levels, log_x=True, log_y=True,
-                           note=note))
+  if stats.labels_per_image:  # A frequency curve for tags, not for a handful of classes.
+    report.add(panels.Curves(f"train images per label ({noun}), by rank", "rank",
+                             "train images", [("train", ranks[positive], train[positive])],
+                             marks=marks, level_marks=levels, log_x=True, log_y=True,
+                             note=note))
   top = {split: [(names[i], int(c[i])) for i in np.argsort(-c, kind="stable")[:TOP_LABELS]]
          for split, c in stats.label_counts.items()}
   report.add(panels.Bars(f"top {noun} per split", "images", top))
