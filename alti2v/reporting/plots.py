@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+from matplotlib import ticker
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -69,8 +70,10 @@ def _histogram(ax, p: panels.Histogram) -> None:
             alpha=0.6 if len(p.series) > 1 else 0.9, label=_short(label))
   for label, x in p.marks.items():
     ax.axvline(x, color="tab:red", ls="--", lw=1.2, label=_short(label))
-  if p.log_x:
-    ax.set_xscale("log")
+  if p.log_x:  # Ratios: plain numbers at powers of 2, not 10^x labels crowding each other.
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
   ax.set_xlabel(p.xlabel)
   ax.set_ylabel("count")
   if len(p.series) > 1 or p.marks:
