@@ -121,7 +121,10 @@ def write_png(panel: panels.Panel, path: str) -> str:
               panels.Scatter: _scatter, panels.Matrix: _matrix}.get(type(panel))
       if draw is None:
         raise TypeError(f"{type(panel).__name__} is not a figure")
-      fig = Figure(figsize=(4.8, 3.2) if isinstance(panel, panels.Matrix) else (6.4, 3.6))
+      height = 3.6
+      if isinstance(panel, panels.Ranked) and len(panel.values) <= 30:  # A row per name.
+        height = max(height, 0.16 * len(panel.values) + 1.2)
+      fig = Figure(figsize=(4.8, 3.2) if isinstance(panel, panels.Matrix) else (6.4, height))
       ax = fig.subplots()
       draw(ax, panel)
     fig.suptitle(panel.title.replace("$", r"\$"))
