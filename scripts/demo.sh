@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo command of the README: all four systems, each figure beside its naive baseline.
-# 1-6 the tagger: sample data → Beam build → dataset check → train (configs/demo.flags) →
-#   evaluate → predict a few images → the web page's JSON API (6b); 7-8 the screening filter: sorted folders → build → train →
+# 1-6 the tagger: sample data → Beam build → dataset check and report → train
+#   (configs/demo.flags) → evaluate, the run's report, ONNX export → predict a few images →
+#   the web page's JSON API (6b); 7-8 the screening filter: sorted folders → build → train →
 #   choose the threshold → screen a scraped folder; 9 Vision API distillation: the labelling job
 #   against the project's fake Vision server on 127.0.0.1 → build → train a student → evaluate;
 # 10 the katakana captioner: COCO-style captions → build → train → evaluate → caption files.
@@ -24,17 +25,19 @@ echo "== 2. Beam job: images + tags -> sharded TFRecords (a tensorflow-datasets 
 step python -m beam_jobs.build_tagged_dataset \
   --input_dir "$OUT/images" --output_dir "$OUT/dataset" --image_size 64 --overwrite
 
-echo "== 3. recount every shard against dataset_info.json"
+echo "== 3. recount every shard against dataset_info.json; the dataset as pictures"
 step python -m alti2v.dataset "$OUT/dataset" | tail -n 1
+step python -m alti2v.report "$OUT/dataset" --noprogress
 
 echo "== 4. train the tagger (configs/demo.flags: small CNN, 64 px, CPU)"
 step python -m alti2v.train --flagfile configs/demo.flags \
   --data_dir "$OUT/dataset" --model_dir "$OUT/tagger" --overwrite
 
-echo "== 5. evaluate on the test split (thresholds calibrated on validation)"
+echo "== 5. evaluate on the test split (thresholds calibrated on validation); the run as pictures"
 step python -m alti2v.evaluate --model_dir "$OUT/tagger" --data_dir "$OUT/dataset" --split test
 echo "   (the run's model card, $OUT/tagger/README.md, now has these figures; export to ONNX:)"
 step python -m alti2v.export --model_dir "$OUT/tagger" --format onnx
+step python -m alti2v.report "$OUT/tagger" --noprogress
 
 echo "== 6. tag a few images (one of them unreadable)"
 printf 'not an image' > "$OUT/unreadable.jpg"

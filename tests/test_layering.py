@@ -13,7 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "alti2v"
 COMMANDS = {"train", "evaluate", "predict", "screen", "caption", "sample_data", "dataset",
-            "export", "serve"}
+            "export", "serve", "report"}
 SHARED = ("alti2v.data", "alti2v.models", "alti2v.training", "alti2v.metrics")
 # Function-local imports allowed, with the reason: optional heavy dependencies, loaded
 # only when a caption is read (the `caption` extra), and alti2v.input_fn's lazy attribute.

@@ -19,6 +19,7 @@ from alti2v.data import features as features_lib
 from alti2v.data import imaging
 from alti2v.data import input_pipeline
 from alti2v.data import samples
+from alti2v.reporting import panels
 from alti2v.training import loop
 from alti2v.training import model_card
 from alti2v.training import run_dir
@@ -130,16 +131,37 @@ class Task:
     raise NotImplementedError
 
   def predict_split(self, run: run_dir.TrainedRun, data_dir: str, split: str,
-                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, model outputs) of every example of a split, in the split's order."""
-    labels, scores = [], []
+                    batch_size: int = 64, max_examples: Optional[int] = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, model outputs) of every example of a split (the first max_examples), in order."""
+    labels, scores, done = [], [], 0
     label_fn = self.label_fn(int(run.model.output.shape[-1]))
     for images, y in input_pipeline.input_fn(
         data_dir, split, batch_size, training=False, image_size=run.image_size,
         label_fn=label_fn, label_features=self.label_features):
       scores.append(run.model.predict_on_batch(images))
       labels.append(y.numpy())
-    return np.concatenate(labels), np.concatenate(scores)
+      done += len(labels[-1])
+      if max_examples is not None and done >= max_examples:
+        break
+    return np.concatenate(labels)[:max_examples], np.concatenate(scores)[:max_examples]
+
+  # The report (python -m alti2v.report; alti2v/reporting/panels.py).
+
+  def describe_example(self, example: Mapping[str, Any], names: Sequence[str]) -> str:
+    """What a record's label says, in one line (the dataset report's image grid).
+
+    Args:
+      example: the record's fields but the image, as numpy values.
+      names: output_names of its dataset.
+    """
+    return ""
+
+  def report_panels(self, run: run_dir.TrainedRun, data_dir: str, options: EvalOptions,
+                    max_examples: int) -> list[panels.Panel]:
+    """The run report's figures of the model on options.split (at most max_examples
+    images), from predictions made here; evaluate's calibration files when it has run."""
+    return []
 
 
 _TASKS: dict[str, Task] = {}

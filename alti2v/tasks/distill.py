@@ -22,6 +22,7 @@ from alti2v import models
 from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import samples
+from alti2v.reporting import panels
 from alti2v.tasks import base
 from alti2v.training import model_card
 
@@ -210,6 +211,21 @@ class DistillTask(base.Task):
         f"(baseline {b['top1_in_top5']:.1%})",
         f"  Spearman per label: {r['spearman']:.3f} over {r['spearman_labels']} labels  "
         f"(baseline: constant scores have no rank correlation)"])
+
+  def describe_example(self, example, names):
+    pairs = sorted(zip(example[LABEL_SCORES], example[LABELS]), reverse=True)
+    return ", ".join(f"{names[i]} {score:.2f}" for score, i in pairs)
+
+  def report_panels(self, run, data_dir, options, max_examples):
+    """The student's score against the teacher's, every (image, label) pair."""
+    teacher, student = self.predict_split(run, data_dir, options.split, options.batch_size,
+                                          max_examples)
+    return [panels.Scatter(
+        f"student against teacher scores ({options.split}, {len(teacher)} images x "
+        f"{teacher.shape[1]} labels)", "teacher (Vision API) score", "student score",
+        teacher.ravel(), student.ravel(),
+        note=f"MAE {np.abs(teacher - student).mean():.4f}; on the diagonal the student "
+             "says what the teacher says")]
 
 
 DISTILL = DistillTask()

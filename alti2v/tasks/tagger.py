@@ -21,6 +21,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import input_pipeline
 from alti2v.data import samples
+from alti2v.reporting import panels
 from alti2v.tasks import base
 from alti2v.training import model_card
 from alti2v.training import run_dir
@@ -185,6 +186,29 @@ class TaggerTask(base.Task):
         f"{r['constant_map']:.4f}, {r['map'] / r['constant_map']:.2f}x)  "
         f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}",
         f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}"])
+
+  def describe_example(self, example, names):
+    return " ".join(names[i] for i in example[TAGS])
+
+  def report_panels(self, run, data_dir, options, max_examples):
+    """AP per tag (weakest named), PR curves of the commonest tags, the calibrated thresholds."""
+    labels, scores = self.predict_split(run, data_dir, options.split, options.batch_size,
+                                        max_examples)
+    _, aps = metrics.mean_average_precision(labels, scores)
+    about = f"{options.split}, {len(labels)} images"
+    found = [
+        panels.Ranked(f"AP per tag ({about}), weakest first", run.vocabulary, aps, "AP",
+                      note="tags without a positive in the split are left out"),
+        panels.Curves(f"PR curves of the 6 commonest tags ({about})", "recall", "precision",
+                      panels.pr_curves(labels, scores, run.vocabulary,
+                                       np.argsort(-labels.sum(0), kind="stable")[:6]))]
+    if run.thresholds is not None:
+      found.append(panels.Histogram(
+          "per-tag thresholds calibrated on validation (evaluate)", "threshold",
+          {"tags": run.thresholds}, bins=np.linspace(0, 1, 21).tolist(),
+          note=f"tags with fewer than {MIN_SUPPORT} validation positives get at least "
+               f"{RARE_FLOOR}"))
+    return found
 
 
 TAGGER = TaggerTask()

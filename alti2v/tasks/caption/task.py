@@ -21,6 +21,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import image_files
 from alti2v.data import input_pipeline
+from alti2v.reporting import panels
 from alti2v.tasks import base
 from alti2v.tasks.caption import decode
 from alti2v.tasks.caption import model as caption_model
@@ -146,6 +147,29 @@ class CaptionTask(base.Task):
     lines += [f"  model: 「{hypothesis}」  reference: 「{reference}」"
               for hypothesis, reference in r["examples"]]
     return "\n".join(lines)
+
+  def describe_example(self, example, names):
+    captions = [c.decode("utf-8", "replace") for c in example[CAPTIONS] if c]
+    return captions[0] if captions else ""
+
+  def report_panels(self, run, data_dir, options, max_examples, num_images: int = 12):
+    """A table of the split's first images with the model's caption and the references."""
+    ds = dataset_lib.load_builder(data_dir).as_dataset(
+        split=options.split, decoders=tfds.decode.PartialDecoding(
+            {CAPTIONS: True, features_lib.IMAGE: True},
+            decoders={features_lib.IMAGE: tfds.decode.SkipDecoding()}))
+    ds = ds.take(min(num_images, max_examples)).map(lambda ex: (
+        input_pipeline.to_model_input(ex[features_lib.IMAGE], run.image_size), ex[CAPTIONS]))
+    decoder = decode.Decoder(run.model)
+    rows = []
+    for images, refs in tfds.as_numpy(ds.padded_batch(options.batch_size)):
+      for image, ids, references in zip(images, decoder.generate(images, options.beam_size),
+                                        refs):
+        rows.append((image, [vocab.decode(ids, run.vocabulary),
+                             " / ".join(r.decode() for r in references if r)]))
+    return [panels.ImageTable(
+        f"model and reference captions ({options.split}, beam {options.beam_size})",
+        ["model", "references"], rows)]
 
 
 class ShowAndTellTask(CaptionTask):

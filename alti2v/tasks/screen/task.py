@@ -12,6 +12,7 @@ import os
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -19,6 +20,7 @@ from alti2v import metrics
 from alti2v import models
 from alti2v.data import features as features_lib
 from alti2v.data import samples
+from alti2v.reporting import panels
 from alti2v.tasks import base
 from alti2v.training import model_card
 from alti2v.training import run_dir
@@ -169,6 +171,31 @@ class ScreenTask(base.Task):
         f"{c['false_negative']:11d}",
         f"  negative (should drop)          {c['false_positive']:8d}  "
         f"{c['true_negative']:11d}"])
+
+  def describe_example(self, example, names):
+    return names[int(example[LABEL])]
+
+  def report_panels(self, run, data_dir, options, max_examples):
+    """Scores of positives and negatives with the keep threshold; the confusion matrix at it."""
+    labels, scores = self.predict_split(run, data_dir, options.split, options.batch_size,
+                                        max_examples)
+    labels, scores = labels[:, 0].astype(bool), scores[:, 0]
+    threshold = run_dir.read_keep_threshold(run.model_dir)
+    about = f"{options.split}, {len(labels)} images"
+    found = [panels.Histogram(
+        f"keep scores of positives and negatives ({about})", "score",
+        {"positive (should keep)": scores[labels], "negative (should drop)": scores[~labels]},
+        marks={} if threshold is None else {f"keep threshold {threshold:.3f}": threshold},
+        bins=np.linspace(0, 1, 26).tolist(),
+        note="" if threshold is not None else "no keep threshold yet: run evaluate")]
+    if threshold is not None:
+      c = metrics.confusion_matrix(labels, scores, threshold)
+      found.append(panels.Matrix(
+          f"confusion matrix at the keep threshold ({about})",
+          ["positive (should keep)", "negative (should drop)"], ["kept (ok)", "dropped (ng)"],
+          np.array([[c["true_positive"], c["false_negative"]],
+                    [c["false_positive"], c["true_negative"]]])))
+    return found
 
 
 SCREEN = ScreenTask()
