@@ -12,8 +12,6 @@ import glob
 import json
 import os
 import re
-import sys
-import time
 from typing import Iterable, Sequence
 
 import tensorflow as tf
@@ -91,22 +89,3 @@ def image_dataset(paths: Sequence[str], image_size: int, stored_size: int,
   # Pillow releases the GIL, so parallel calls of the numpy_function overlap.
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-class Progress:
-  """A one-line progress bar on stderr (stdout may carry the JSON lines): done/total, images/s."""
-
-  def __init__(self, total: int, stream=None):
-    self._total = total
-    self._stream = stream or sys.stderr
-    self._start = time.perf_counter()
-
-  def update(self, done: int) -> None:
-    elapsed = max(1e-9, time.perf_counter() - self._start)
-    width = 30
-    filled = int(width * done / max(1, self._total))
-    self._stream.write(f"\r[{'=' * filled}{'.' * (width - filled)}] {done}/{self._total} "
-                       f"images, {done / elapsed:.1f} images/s")
-    if done >= self._total:
-      self._stream.write("\n")
-    self._stream.flush()

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from alti2v.data import image_files
+from alti2v.data import progress as progress_lib
 from alti2v.training.config import TrainConfig
 
 # Files of a model_dir, in the order a run writes them.
@@ -214,19 +215,26 @@ class TrainedRun:
       raise ValueError(f"{self.model_dir} holds a {self.task} model; {needed}")
 
   def score_files(self, paths: Sequence[str], batch_size: int = 32,
-                  progress: bool = False) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
-    """(path, model output or None, error) per file, in order (image_files' road)."""
-    bar = image_files.Progress(len(paths)) if progress else None
-    done = 0
-    for images, errors, batch_paths in image_files.image_dataset(
-        paths, self.image_size, self.stored_size, batch_size):
-      scores = np.asarray(self.model.predict_on_batch(images), np.float32)
-      for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
-        error = error.decode()
-        yield os.fsdecode(path), None if error else row, error
-      done += len(scores)
+                  progress: bool = False, label: str = "scoring"
+                  ) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+    """(path, model output or None, error) per file, in order (image_files' road).
+
+    Args:
+      progress: show the progress (data/progress.py) on stderr, its lines starting with label.
+    """
+    bar = progress_lib.maybe(progress, len(paths), label)
+    try:
+      for images, errors, batch_paths in image_files.image_dataset(
+          paths, self.image_size, self.stored_size, batch_size):
+        scores = np.asarray(self.model.predict_on_batch(images), np.float32)
+        for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
+          error = error.decode()
+          yield os.fsdecode(path), None if error else row, error
+        if bar is not None:
+          bar.update(len(scores))
+    finally:
       if bar is not None:
-        bar.update(done)
+        bar.close()
 
 
 def load(model_dir: str) -> TrainedRun:

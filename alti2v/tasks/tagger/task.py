@@ -136,13 +136,14 @@ class TaggerTask(base.Task):
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
-                                                options.batch_size)
+                                                options.batch_size, options.progress)
     thresholds = metrics.calibrate_thresholds(val_labels, val_scores, MIN_SUPPORT, RARE_FLOOR)
     thresholds_path = run_dir.write_tag_thresholds(
         run.model_dir, run.vocabulary, thresholds, calibrated_on="validation",
         num_examples=len(val_labels), min_support=MIN_SUPPORT, rare_floor=RARE_FLOOR)
     labels, scores = (val_labels, val_scores) if split == "validation" else (
-        self.predict_split(run, data_dir, split, options.batch_size))
+        self.predict_split(run, data_dir, split, options.batch_size,
+                           options.progress))
     map_, aps = metrics.mean_average_precision(labels, scores)
     constant = np.broadcast_to(train_frequencies(data_dir, len(run.vocabulary)), scores.shape)
     constant_map, _ = metrics.mean_average_precision(labels, constant)
