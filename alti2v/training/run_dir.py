@@ -115,13 +115,20 @@ def prepare(config: TrainConfig) -> Optional[dict]:
   return None
 
 
-def export(model_dir: str, model: keras.Model, vocabulary: Sequence[str], info: dict) -> None:
+def export(model_dir: str, model: keras.Model, vocabulary: Sequence[str], info: dict,
+           copy_files: Sequence[str] = ()) -> None:
   """Writes the finished run: model.keras, a SavedModel, the output names, model_info last.
 
   Args:
     vocabulary: the output names, written to info["vocabulary_file"].
     info: model_info.json (the task, sizes, epochs, and the files named here).
+    copy_files: files copied into model_dir under their own names (what the dataset
+      stores beside the vocabulary, e.g. a tagger's tag categories).
   """
+  for path in copy_files:
+    target = os.path.join(model_dir, os.path.basename(path))
+    shutil.copyfile(path, target + ".tmp")
+    os.replace(target + ".tmp", target)
   save_model(model, os.path.join(model_dir, info["model"]))
   saved_model = os.path.join(model_dir, info["saved_model"])
   tmp = saved_model + ".tmp"
