@@ -1,5 +1,6 @@
 """The Illustration2Vec tagger: the task (task.py), tag categories (categories.py), predict's lines
 (lines.py) and caption files beside images (captions.py)."""
+from alti2v.tasks.tagger import captions
 from alti2v.tasks.tagger.categories import (CATEGORIES, categories_text, parse_categories_csv,
                                             read_categories, vocabulary_categories)
 from alti2v.tasks.tagger.lines import (PREDICT_SERVES, TagRules, line_tags,

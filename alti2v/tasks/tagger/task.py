@@ -22,6 +22,7 @@ from alti2v.data import features as features_lib
 from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.tasks import base
+from alti2v.tasks.tagger import categories as categories_lib
 from alti2v.training import run_dir
 
 TAGS = "tags"  # Tag ids into the vocabulary (tags.labels.txt).
@@ -132,7 +133,8 @@ class TaggerTask(base.Task):
 
     Returns:
       {"map", "constant_map", "micro_f1", "macro_f1", "num_examples", "per_tag_csv",
-       "thresholds" (the thresholds file), "split"}.
+       "thresholds" (the thresholds file), "split", "per_category": {category: {"map",
+       "constant_map", "num_tags"}} for each category of the vocabulary}.
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
@@ -148,6 +150,8 @@ class TaggerTask(base.Task):
     constant = np.broadcast_to(train_frequencies(data_dir, len(run.vocabulary)), scores.shape)
     constant_map, _ = metrics.mean_average_precision(labels, constant)
     f1 = metrics.f1_at(labels, scores, thresholds)
+    per_category = _per_category_map(
+        labels, scores, constant, categories_lib.read_categories(run.model_dir, run.vocabulary))
     csv_path = os.path.join(run.model_dir, run_dir.PER_TAG_CSV.format(split=split))
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
@@ -159,18 +163,42 @@ class TaggerTask(base.Task):
     result = {"split": split, "num_examples": int(len(labels)), "map": map_,
               "constant_map": constant_map, "micro_f1": f1["micro_f1"],
               "macro_f1": f1["macro_f1"], "per_tag_csv": csv_path,
-              "thresholds": thresholds_path}
+              "thresholds": thresholds_path, "per_category": per_category}
     logging.info("evaluation: %s", result)
     return result
 
   def report(self, result, model_dir):
     r = result
-    return "\n".join([
+    lines = [
         f"{r['split']} ({r['num_examples']} images): "
         f"mAP {r['map']:.4f}  (baseline, each tag's train frequency: "
         f"{r['constant_map']:.4f}, {r['map'] / r['constant_map']:.2f}x)  "
-        f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}",
-        f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}"])
+        f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}"]
+    per_category = r.get("per_category", {})
+    if len(per_category) > 1:  # All general: the line above says it all.
+      for category, c in per_category.items():
+        ratio = (f"{c['map'] / c['constant_map']:.2f}x" if c["constant_map"] > 0
+                 else "no baseline")
+        lines.append(f"  {category:<10} {c['num_tags']:>4} tags: mAP {c['map']:.4f}  "
+                     f"(baseline {c['constant_map']:.4f}, {ratio})")
+    lines.append(f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}")
+    return "\n".join(lines)
+
+
+def _per_category_map(labels: np.ndarray, scores: np.ndarray, constant: np.ndarray,
+                      categories: Sequence[str]) -> dict[str, dict]:
+  """{category: {"map", "constant_map", "num_tags"}} for each category of the vocabulary
+  (categories.CATEGORIES order); a category whose tags have no positive in the split has
+  NaN mAPs."""
+  found = {}
+  for category in categories_lib.CATEGORIES:
+    columns = [j for j, c in enumerate(categories) if c == category]
+    if not columns:
+      continue
+    map_, _ = metrics.mean_average_precision(labels[:, columns], scores[:, columns])
+    constant_map, _ = metrics.mean_average_precision(labels[:, columns], constant[:, columns])
+    found[category] = {"map": map_, "constant_map": constant_map, "num_tags": len(columns)}
+  return found
 
 
 TAGGER = TaggerTask()
