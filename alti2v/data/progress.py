@@ -47,6 +47,7 @@ class Progress:
     self._interval = interval
     self._clock = clock
     self._start = self._last = clock()
+    self._written = -1  # The count of the last line written.
     if tty is None:
       tty = bool(getattr(self._stream, "isatty", lambda: False)())
     self._bar = tqdm.tqdm(total=self.total or None, desc=label, unit=f" {unit}",
@@ -88,15 +89,16 @@ class Progress:
     return text
 
   def _write_line(self, now: float) -> None:
+    self._written = self.done
     self._stream.write(self.line(now) + "\n")
     self._stream.flush()
 
   def close(self) -> None:
-    """Ends the bar, or writes the final line (once)."""
+    """Ends the bar, or writes the final line (once, unless the last line said it)."""
     if self._bar is not None:
       self._bar.close()
       self._bar = None
-    elif self._stream is not None:
+    elif self._stream is not None and self._written != self.done:
       self._write_line(self._clock())
     self._stream = None
 

@@ -7,4 +7,5 @@ from alti2v.tasks.tagger.lines import (PREDICT_SERVES, TagRules, line_tags,
                                        parse_category_thresholds, tag_line, tag_lines, tag_rules)
 from alti2v.tasks.tagger.task import (BAD_TAG_ENCODING, NO_TAG_FILE, REJECTION_REASONS, SAFEBOORU,
                                       TAGGER, TAGS, TaggerTask, tagged_features,
-                                      train_frequencies, write_corpus)
+                                      sample_categories, train_frequencies, write_corpus,
+                                      write_tag_categories)

@@ -94,9 +94,33 @@ def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
   return paths
 
 
+SAMPLE_CATEGORIES_FILE = "tag_categories.csv"
+
+
+def sample_categories() -> dict[str, str]:
+  """The sample tags' categories, as a toy Danbooru: each coloured shape ("red_circle") is a
+  character, each background a copyright, the shape counts meta; the rest general."""
+  found = {f"{color}_{shape}": categories_lib.CHARACTER
+           for color in samples.COLORS for shape in samples.SHAPES}
+  found.update({f"{b}_background": categories_lib.COPYRIGHT for b in samples.BACKGROUNDS})
+  found.update({t: categories_lib.META for t in samples.COUNT_TAGS.values()})
+  return found
+
+
+def write_tag_categories(path: str) -> str:
+  """Writes the sample's categories file (CSV name,category with a header); returns path."""
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["name", "category"])
+    writer.writerows(sorted(sample_categories().items()))
+  return path
+
+
 def _write_safebooru(out_dir: str, num_images: int, seed: int) -> str:
   paths = write_corpus(out_dir, num_images, seed)
-  return f"wrote {len(paths)} images with tag files under {out_dir}"
+  categories = write_tag_categories(os.path.join(out_dir, SAMPLE_CATEGORIES_FILE))
+  return (f"wrote {len(paths)} images with tag files under {out_dir}, and their tag "
+          f"categories in {categories}")
 
 
 SAFEBOORU = samples.SampleLayout("safebooru", "N.jpg beside N.txt (tagger)", _write_safebooru)
