@@ -16,6 +16,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished captioner run (task caption or caption_ar).")
 flags.DEFINE_integer("beam_size", 1, "Beam width for the Show-and-Tell decoder; 1 = greedy.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
+flags.DEFINE_bool("progress", True, "Show progress on stderr: a bar on a terminal, else a "
+                  "line every few seconds.")
 flags.mark_flag_as_required("model_dir")
 flags.register_validator("beam_size", lambda v: v >= 1, "--beam_size must be >= 1")
 flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be >= 1")
@@ -26,7 +28,8 @@ def main(argv):
   if not paths:
     raise SystemExit("no image files given")
   for path, text, error in tasks.caption.caption_files(FLAGS.model_dir, paths,
-                                                       FLAGS.beam_size, FLAGS.batch_size):
+                                                       FLAGS.beam_size, FLAGS.batch_size,
+                                                       FLAGS.progress):
     print(f"{path}\t{text}" if text is not None else f"{path}\t# error: {error}", flush=True)
 
 

@@ -26,6 +26,8 @@ flags.DEFINE_float("target_precision", None,
 flags.DEFINE_float("target_recall", None,
                    "screen: the keep threshold is the highest with this recall on "
                    "validation. Neither: max F1.")
+flags.DEFINE_bool("progress", True, "Show progress on stderr: a bar on a terminal, else a "
+                  "line every few seconds.")
 flags.DEFINE_string("output_json", None,
                     "Also write the result (every figure and its baseline) to this file.")
 flags.mark_flags_as_required(["model_dir", "data_dir"])
@@ -40,7 +42,8 @@ def main(argv):
   del argv
   task, result = tasks.run_evaluation(FLAGS.model_dir, FLAGS.data_dir, tasks.EvalOptions(
       split=FLAGS.split, batch_size=FLAGS.batch_size, beam_size=FLAGS.beam_size,
-      target_precision=FLAGS.target_precision, target_recall=FLAGS.target_recall))
+      target_precision=FLAGS.target_precision, target_recall=FLAGS.target_recall,
+      progress=FLAGS.progress))
   print(task.report(result, FLAGS.model_dir))
   if FLAGS.output_json:
     run_dir.write_json(FLAGS.output_json, {"task": task.name, **result})

@@ -76,6 +76,22 @@ def parse_tags(text: str) -> tuple[str, ...]:
   return tuple(dict.fromkeys(t for t in tags if t))
 
 
+def read_tag_categories(path: str) -> dict[str, str]:
+  """{tag: category} of a --tag_categories file (local or gs://), names as written.
+
+  Raises:
+    ValueError: the file cannot be read, is not UTF-8, or has a bad line (its number).
+  """
+  try:
+    text = files.read_bytes(path).decode("utf-8")
+  except (OSError, IOError) as e:
+    raise ValueError(f"--tag_categories: cannot read {path}: {e}") from None
+  except UnicodeDecodeError as e:
+    raise ValueError(f"--tag_categories: {path} is not UTF-8 ({e.reason} at byte "
+                     f"{e.start})") from None
+  return tagger.parse_categories_csv(text, f"--tag_categories {path}")
+
+
 class TaggedDatasetBuilder(job.DatasetBuilder):
   """Images beside .txt tag files → ImageRecord[NamedLabels] → ImageRecord[LabelIds] (tag ids)."""
   module = "beam_jobs.build_tagged_dataset"
@@ -92,11 +108,28 @@ class TaggedDatasetBuilder(job.DatasetBuilder):
                         help="Tags kept from one tag file: the first in it; a file with more "
                         f"is cut (counted as {TAGS_CAPPED}), so that no one file can fill "
                         "the vocabulary.")
+    parser.add_argument("--tag_categories", default=None, metavar="CSV",
+                        help="Each tag's category, stored beside the vocabulary "
+                        f"({features_lib.categories_file(tagger.TAGS)}) for evaluate and "
+                        "predict: CSV name,category (optional header), or WD14's "
+                        "selected_tags.csv; a category is general, character, copyright, "
+                        "artist, meta, rating or Danbooru's number (0, 4, 3, 1, 5; 9 = "
+                        "rating). Tags it does not name are general (rating:… are rating).")
 
   def validate(self, args: argparse.Namespace) -> None:
     vocabulary.validate_flags(args, "tag")
     if args.max_tags_per_image < 1:
       raise ValueError(f"--max_tags_per_image must be >= 1, got {args.max_tags_per_image}")
+    if args.tag_categories:
+      read_tag_categories(args.tag_categories)  # A bad file is refused before the build.
+
+  def label_files(self, names: Sequence[str], args: argparse.Namespace) -> dict[str, str]:
+    """tags.categories.txt when --tag_categories is given: one category per vocabulary tag."""
+    if not args.tag_categories:
+      return {}
+    found = tagger.vocabulary_categories(names, read_tag_categories(args.tag_categories),
+                                         vocabulary.normalize_name)
+    return {features_lib.categories_file(tagger.TAGS): tagger.categories_text(found)}
 
   def read_label(self, candidate: Candidate, args: argparse.Namespace
                  ) -> vocabulary.NamedLabels:

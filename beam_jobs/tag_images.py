@@ -16,7 +16,6 @@ import os
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
@@ -43,12 +42,11 @@ class Tagging:
   """What the launcher reads from the run for the workers' lines (the model stays on them).
 
   Attributes:
-    vocabulary: the tag names, in output order.
-    thresholds: one per tag (tagger.tag_thresholds: --threshold, else calibrated, else 0.5).
+    rules: how scores become a line (tagger.tag_rules: thresholds per tag and category,
+      top-k, grouping, vector), as predict's.
     stored_size: the side the run's dataset stored images at (image_files.stored_form).
   """
-  vocabulary: tuple[str, ...]
-  thresholds: np.ndarray
+  rules: tagger.TagRules
   stored_size: int
 
 
@@ -79,14 +77,12 @@ class ReadStoredForm(beam.DoFn):
     yield os.fsencode(path), jpeg
 
 
-def to_line(path_and_result: tuple[bytes, PredictionResult], tagging: Tagging, top_k: int,
-            vector: bool) -> str:
+def to_line(path_and_result: tuple[bytes, PredictionResult], tagging: Tagging) -> str:
   """(path, PredictionResult) → predict's JSON line for the file (no newline)."""
   path, result = path_and_result
   elements.counter(TAGGED).inc()
-  return image_files.json_line(tagger.tag_line(
-      os.fsdecode(path), result.inference, tagging.vocabulary, tagging.thresholds,
-      top_k=top_k, vector=vector))
+  return image_files.json_line(tagger.tag_line(os.fsdecode(path), result.inference,
+                                               tagging.rules))
 
 
 def _is_output(name: str) -> bool:
@@ -147,6 +143,14 @@ class TagImagesJob(job.Job):
     parser.add_argument("--threshold", type=float, default=-1.0,
                         help="One threshold for every tag; -1 = the calibrated per-tag "
                         "thresholds (from evaluate), else 0.5.")
+    parser.add_argument("--general_threshold", type=float, default=-1.0,
+                        help="One threshold for the general tags; -1 = per tag.")
+    parser.add_argument("--character_threshold", type=float, default=-1.0,
+                        help="One threshold for the character tags; -1 = per tag.")
+    parser.add_argument("--category_thresholds", default="",
+                        help="Per category, e.g. copyright=0.5,meta=0.9 (as predict's).")
+    parser.add_argument("--flat", action=flags.BoolFlag, default=False,
+                        help="\"tags\" as one list, best first, not grouped by category.")
     parser.add_argument("--vector", action=flags.BoolFlag, default=False,
                         help="Add the tag-probability vector to each line (as predict).")
     parser.add_argument("--min_batch_size", type=int, default=1,
@@ -164,9 +168,12 @@ class TagImagesJob(job.Job):
   def validate(self, args: argparse.Namespace) -> None:
     if args.top_k < 0:
       raise ValueError(f"--top_k must be >= 0, got {args.top_k}")
-    if not (args.threshold == -1 or 0 <= args.threshold <= 1):
-      raise ValueError(f"--threshold must be in [0, 1] (or -1: the calibrated thresholds), "
-                       f"got {args.threshold}")
+    for name in ("threshold", "general_threshold", "character_threshold"):
+      value = getattr(args, name)
+      if not (value == -1 or 0 <= value <= 1):
+        raise ValueError(f"--{name} must be in [0, 1] (or -1: the calibrated thresholds), "
+                         f"got {value}")
+    tagger.merge_category_thresholds(args.category_thresholds)  # ValueError: not pairs.
     if args.min_batch_size < 1:
       raise ValueError(f"--min_batch_size must be >= 1, got {args.min_batch_size}")
     if args.max_batch_size < args.min_batch_size:
@@ -181,8 +188,11 @@ class TagImagesJob(job.Job):
     run = inference.open_run(args.model_dir)
     tagger.require_tagger(run)
     self._tagging = Tagging(
-        tuple(run.vocabulary),
-        tagger.tag_thresholds(run, None if args.threshold < 0 else args.threshold),
+        tagger.tag_rules(
+            run, threshold=None if args.threshold < 0 else args.threshold,
+            category_thresholds=tagger.merge_category_thresholds(
+                args.category_thresholds, args.general_threshold, args.character_threshold),
+            top_k=args.top_k, vector=args.vector, grouped=not args.flat),
         run.stored_size)
     files.prepare_output_dir(args.output_dir, args.overwrite, marker=SUMMARY_FILE,
                              is_output=_is_output)
@@ -202,7 +212,7 @@ class TagImagesJob(job.Job):
         stored.images
         | "RunInference" >> RunInference(KeyedModelHandler(handler))
         # (path bytes, PredictionResult(jpeg, scores))
-        | "ToLines" >> beam.Map(to_line, tagging, args.top_k, args.vector))
+        | "ToLines" >> beam.Map(to_line, tagging))
     # predict's JSON line
     rejections = (
         (discovered[REJECTED], stored[REJECTED])

@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from alti2v.data import imaging
+from alti2v.data import progress
 from beam_jobs import vision_client
 from beam_jobs.stages import elements
 from beam_jobs.stages import files
@@ -144,6 +145,12 @@ class Annotate(beam.DoFn):
     self._labelled = elements.counter("images_labelled")
     self._errors = elements.counter("images_with_errors")
     self._retries = elements.counter("requests_retried")
+    # Workers have no terminal: a log line every few seconds, per worker.
+    self._progress = progress.Progress(None, "vision_labels (one worker)", tty=False)
+
+  def teardown(self):
+    if getattr(self, "_progress", None) is not None:
+      self._progress.close()
 
   def process(self, batch):
     paths = [p for p, _ in batch]
@@ -169,6 +176,7 @@ class Annotate(beam.DoFn):
           json_path(path, self._args.input_dir, self._args.output_dir), response)
       (self._errors if "error" in response else self._labelled).inc()
       yield path, "error" not in response
+    self._progress.update(len(paths))
 
 
 class VisionLabelsJob(job.Job):

@@ -23,7 +23,8 @@ step python -m alti2v.sample_data "$OUT/images" --num_images 2000 --seed 0
 echo "== 2. Beam job: images + tags -> sharded TFRecords (a tensorflow-datasets dataset)"
 # Stored at the training size (64 px): the input pipeline then only decodes and pads.
 step python -m beam_jobs.build_tagged_dataset \
-  --input_dir "$OUT/images" --output_dir "$OUT/dataset" --image_size 64 --overwrite
+  --input_dir "$OUT/images" --output_dir "$OUT/dataset" --image_size 64 --overwrite \
+  --tag_categories "$OUT/images/tag_categories.csv"
 
 echo "== 3. recount every shard against dataset_info.json; the dataset as pictures"
 step python -m alti2v.dataset "$OUT/dataset" | tail -n 1
@@ -44,6 +45,13 @@ printf 'not an image' > "$OUT/unreadable.jpg"
 step python -m alti2v.predict --model_dir "$OUT/tagger" --top_k 8 --noprogress \
   "$OUT/images/0000/00000[0-2].*" "$OUT/unreadable.jpg"
 echo "(true tags of 000000: $(tr '\n' ' ' < "$OUT/images/0000/000000.txt"))"
+echo "   caption files for a training set: a copy of three images gets name.txt beside each"
+rm -rf "$OUT/to_caption" && mkdir -p "$OUT/to_caption"
+cp "$OUT"/images/0000/000003.png "$OUT"/images/0000/00000[45].jpg "$OUT/to_caption/"
+step python -m alti2v.predict --model_dir "$OUT/tagger" --noprogress --write_captions \
+  --always_first_tags my_style --replace_underscores --output "$OUT/to_caption/tags.jsonl" \
+  "$OUT/to_caption"
+head -n 3 "$OUT"/to_caption/*.txt
 
 echo "== 6b. the web page's JSON API (python -m alti2v.serve): start, tag one image, stop"
 PORT="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -19,14 +19,17 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-  """(images_dir, data_dir): 60 sample images stored at 32 px, 2 shards per split."""
+  """(images_dir, data_dir): 60 sample images stored at 32 px, 2 shards per split, built
+  with the sample's tag categories."""
   from alti2v.tasks import tagger
   from beam_jobs import build_tagged_dataset
   root = tmp_path_factory.mktemp("tiny")
   images, data = root / "images", root / "dataset"
   tagger.write_corpus(str(images), 60, seed=3)
+  categories = tagger.write_tag_categories(str(root / "tag_categories.csv"))
   build_tagged_dataset.run([
       "--input_dir", str(images), "--output_dir", str(data), "--image_size", "32",
+      "--tag_categories", categories,
       "--num_shards", "2", "--val_fraction", "0.25", "--test_fraction", "0.25",
       "--direct_running_mode=in_memory", "--direct_num_workers=1"])
   return str(images), str(data)

@@ -9,6 +9,7 @@ import sys
 from apache_beam.metrics.metric import MetricsFilter
 import pytest
 
+from alti2v.tasks import tagger
 from alti2v.training import run_dir
 from beam_jobs import inference
 from beam_jobs import tag_images
@@ -55,12 +56,16 @@ def by_path(lines):
   return sorted(lines, key=lambda line: json.loads(line)["path"])
 
 
+# Per-category thresholds low enough that every image gets its top 3 (the flags predict has).
+SCORING = ("--top_k", "3", "--general_threshold", "0", "--character_threshold", "0",
+           "--category_thresholds", "copyright=0,meta=0", "--vector")
+
+
 @pytest.fixture(scope="module")
 def tagged(trained_tagger, images, tmp_path_factory):
   _, model_dir = trained_tagger
   out = tmp_path_factory.mktemp("tagged") / "out"
-  result = run_job(model_dir, images, out, "--top_k", "3", "--threshold", "0", "--vector",
-                   "--num_shards", "2")
+  result = run_job(model_dir, images, out, *SCORING, "--num_shards", "2")
   return out, result
 
 
@@ -69,7 +74,7 @@ def test_lines_are_predicts_lines(trained_tagger, images, tagged, tmp_path):
   out, _ = tagged
   predicted = tmp_path / "predict.jsonl"
   subprocess.run([sys.executable, "-m", "alti2v.predict", "--model_dir", model_dir,
-                  "--top_k", "3", "--threshold", "0", "--vector", "--noprogress",
+                  *SCORING, "--noprogress",
                   "--output", str(predicted), str(images)], check=True, capture_output=True)
   expected = [line for line in predicted.read_text(encoding="utf-8").splitlines()
               if "error" not in json.loads(line)]
@@ -80,7 +85,9 @@ def test_lines_are_predicts_lines(trained_tagger, images, tagged, tmp_path):
   assert by_path(lines) == by_path(expected)
   paths = {os.fsencode(json.loads(line)["path"]) for line in lines}
   assert os.path.join(os.fsencode(images), BAD_NAME) in paths
-  assert all(len(json.loads(line)["tags"]) == 3 for line in lines)
+  assert all(len(tagger.line_tags(json.loads(line))) == 3 for line in lines)
+  # Grouped by category, as predict's (the fixture's dataset has a categories file).
+  assert {"general", "character"} <= set(json.loads(lines[0])["tags"])
 
 
 def test_unusable_files_are_rejected_with_their_reason(images, tagged):
@@ -121,12 +128,14 @@ def test_a_used_output_dir_is_refused_then_replaced(trained_tagger, images, tmp_
       "mine.txt", "rejected-00000-of-00001.jsonl", "summary.json",
       *sorted(n for n in os.listdir(out) if n.startswith("tags-"))]
   lines = [json.loads(l) for l in read_lines(out, tag_images.TAGS_PREFIX)]
-  assert len(lines) == NUM_IMAGES + 1 and all(len(l["tags"]) <= 1 for l in lines)
+  assert len(lines) == NUM_IMAGES + 1 and all(len(tagger.line_tags(l)) <= 1 for l in lines)
 
 
 @pytest.mark.parametrize("flag, message", [
     (["--top_k", "-1"], "--top_k must be >= 0"),
     (["--threshold", "2"], r"--threshold must be in \[0, 1\]"),
+    (["--character_threshold", "-0.5"], r"--character_threshold must be in \[0, 1\]"),
+    (["--category_thresholds", "colour=0.5"], "expected category=threshold"),
     (["--min_batch_size", "4", "--max_batch_size", "2"], "--max_batch_size must be >="),
 ])
 def test_bad_values_are_refused_before_anything_is_written(trained_tagger, images, tmp_path,

@@ -34,6 +34,12 @@ def vocabulary_file(feature: str) -> str:
   return f"{feature}.labels.txt"
 
 
+def categories_file(feature: str) -> str:
+  """The file beside the vocabulary naming each label's category, one a line ("tags" →
+  "tags.categories.txt"); only a tagged dataset built with categories has it."""
+  return f"{feature}.categories.txt"
+
+
 # Reasons in rejected.jsonl that any builder may give (decoding reasons: imaging.py; a
 # task's own: its module's REJECTION_REASONS).
 NO_IMAGE_FILE = "no_image_file"  # A label file or entry without its image.

@@ -15,8 +15,6 @@ import glob
 import json
 import os
 import re
-import sys
-import time
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -145,20 +143,38 @@ def image_dataset(paths: Sequence[str], image_size: int, stored_size: int,
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-class Progress:
-  """A one-line progress bar on stderr (stdout may carry the JSON lines): done/total, images/s."""
+def resume_json_lines(path: str) -> set[str]:
+  """The paths an earlier run already wrote to a JSON-lines output, made ready to append to.
 
-  def __init__(self, total: int, stream=None):
-    self._total = total
-    self._stream = stream or sys.stderr
-    self._start = time.perf_counter()
+  A run killed mid-write leaves a torn last line (no newline, or not JSON): it is cut
+  off, so that the file can be appended to and its path is done again. Paths compare as
+  json_line wrote them: a name that is not UTF-8 reads back as the path that opens it.
 
-  def update(self, done: int) -> None:
-    elapsed = max(1e-9, time.perf_counter() - self._start)
-    width = 30
-    filled = int(width * done / max(1, self._total))
-    self._stream.write(f"\r[{'=' * filled}{'.' * (width - filled)}] {done}/{self._total} "
-                       f"images, {done / elapsed:.1f} images/s")
-    if done >= self._total:
-      self._stream.write("\n")
-    self._stream.flush()
+  Args:
+    path: the output file; a missing or empty one gives an empty set.
+
+  Raises:
+    ValueError: a line before the last is not a JSON object with a "path" (not an output
+      of this command).
+  """
+  if not os.path.exists(path):
+    return set()
+  with open(path, "rb") as f:
+    data = f.read()
+  lines = data.split(b"\n")
+  keep = len(data) - len(lines[-1])  # A last line without its newline is torn.
+  lines = lines[:-1]
+  done = set()
+  for number, line in enumerate(lines, 1):
+    try:
+      value = json.loads(line.decode("utf-8"))
+      done.add(value["path"])
+    except (ValueError, KeyError, TypeError):
+      if number < len(lines):
+        raise ValueError(f"{path} line {number} is not a JSON line with a path: not an "
+                         "output of this command?") from None
+      keep -= len(line) + 1  # The last complete line is torn too.
+  if keep < len(data):
+    with open(path, "r+b") as f:
+      f.truncate(keep)
+  return done

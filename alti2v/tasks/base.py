@@ -18,6 +18,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import imaging
 from alti2v.data import input_pipeline
+from alti2v.data import progress as progress_lib
 from alti2v.data import samples
 from alti2v.reporting import panels
 from alti2v.training import loop
@@ -43,6 +44,7 @@ class EvalOptions:
   beam_size: int = 1
   target_precision: Optional[float] = None
   target_recall: Optional[float] = None
+  progress: bool = False
 
 
 class Task:
@@ -131,19 +133,33 @@ class Task:
     raise NotImplementedError
 
   def predict_split(self, run: run_dir.TrainedRun, data_dir: str, split: str,
-                    batch_size: int = 64, max_examples: Optional[int] = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, model outputs) of every example of a split (the first max_examples), in order."""
+                    batch_size: int = 64, max_examples: Optional[int] = None,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, model outputs) of every example of a split (the first max_examples), in order.
+
+    Args:
+      progress: show the progress on stderr, as "evaluate SPLIT".
+    """
     labels, scores, done = [], [], 0
     label_fn = self.label_fn(int(run.model.output.shape[-1]))
-    for images, y in input_pipeline.input_fn(
-        data_dir, split, batch_size, training=False, image_size=run.image_size,
-        label_fn=label_fn, label_features=self.label_features):
-      scores.append(run.model.predict_on_batch(images))
-      labels.append(y.numpy())
-      done += len(labels[-1])
-      if max_examples is not None and done >= max_examples:
-        break
+    total = dataset_lib.load_builder(data_dir).info.splits[split].num_examples
+    if max_examples is not None:
+      total = min(total, max_examples)
+    bar = progress_lib.maybe(progress, total, f"evaluate {split}")
+    try:
+      for images, y in input_pipeline.input_fn(
+          data_dir, split, batch_size, training=False, image_size=run.image_size,
+          label_fn=label_fn, label_features=self.label_features):
+        scores.append(run.model.predict_on_batch(images))
+        labels.append(y.numpy())
+        done += len(labels[-1])
+        if bar is not None:
+          bar.update(len(labels[-1]))
+        if max_examples is not None and done >= max_examples:
+          break
+    finally:
+      if bar is not None:
+        bar.close()
     return np.concatenate(labels)[:max_examples], np.concatenate(scores)[:max_examples]
 
   # The report (python -m alti2v.report; alti2v/reporting/panels.py).

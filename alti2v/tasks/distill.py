@@ -192,7 +192,8 @@ class DistillTask(base.Task):
   def evaluate(self, run, data_dir, options):
     """The student against the teacher's scores on a split (distillation_metrics), beside the
     baseline that says each label's mean train score for every image ("baseline")."""
-    teacher, student = self.predict_split(run, data_dir, options.split, options.batch_size)
+    teacher, student = self.predict_split(run, data_dir, options.split,
+                                          options.batch_size, options.progress)
     baseline = np.broadcast_to(mean_train_scores(data_dir, teacher.shape[1]), teacher.shape)
     result = {"split": options.split, "num_examples": int(len(teacher)),
               **distillation_metrics(teacher, student),

@@ -289,7 +289,10 @@ def export(config: TrainConfig, task: TrainableTask, vocabulary: Sequence[str],
       "best_val_loss": best["val_loss"], "mixed_precision": policy, "replicas": replicas,
       "model": run_dir.MODEL_FILE, "saved_model": run_dir.SAVED_MODEL_DIR,
   }
-  run_dir.export(config.model_dir, model, vocabulary, info)
+  # What the dataset keeps beside the vocabulary (a tagger's tag categories) goes with it.
+  beside = os.path.join(config.data_dir, features_lib.categories_file(task.label_feature))
+  run_dir.export(config.model_dir, model, vocabulary, info,
+                 [beside] if os.path.exists(beside) else [])
   logging.info("exported the best epoch (%d, val_loss %.5f) to %s", best["epoch"],
                best["val_loss"], config.model_dir)
   return info

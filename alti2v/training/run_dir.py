@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from alti2v.data import image_files
+from alti2v.data import progress as progress_lib
 from alti2v.training.config import TrainConfig
 
 # Files of a model_dir, in the order a run writes them.
@@ -122,13 +123,20 @@ def prepare(config: TrainConfig) -> Optional[dict]:
   return None
 
 
-def export(model_dir: str, model: keras.Model, vocabulary: Sequence[str], info: dict) -> None:
+def export(model_dir: str, model: keras.Model, vocabulary: Sequence[str], info: dict,
+           copy_files: Sequence[str] = ()) -> None:
   """Writes the finished run: model.keras, a SavedModel, the output names, model_info last.
 
   Args:
     vocabulary: the output names, written to info["vocabulary_file"].
     info: model_info.json (the task, sizes, epochs, and the files named here).
+    copy_files: files copied into model_dir under their own names (what the dataset
+      stores beside the vocabulary, e.g. a tagger's tag categories).
   """
+  for path in copy_files:
+    target = os.path.join(model_dir, os.path.basename(path))
+    shutil.copyfile(path, target + ".tmp")
+    os.replace(target + ".tmp", target)
   save_model(model, os.path.join(model_dir, info["model"]))
   saved_model = os.path.join(model_dir, info["saved_model"])
   tmp = saved_model + ".tmp"
@@ -234,19 +242,26 @@ class TrainedRun:
       raise ValueError(f"{self.model_dir} holds a {self.task} model; {needed}")
 
   def score_files(self, paths: Sequence[str], batch_size: int = 32,
-                  progress: bool = False) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
-    """(path, model output or None, error) per file, in order (image_files' road)."""
-    bar = image_files.Progress(len(paths)) if progress else None
-    done = 0
-    for images, errors, batch_paths in image_files.image_dataset(
-        paths, self.image_size, self.stored_size, batch_size):
-      scores = np.asarray(self.model.predict_on_batch(images), np.float32)
-      for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
-        error = error.decode()
-        yield os.fsdecode(path), None if error else row, error
-      done += len(scores)
+                  progress: bool = False, label: str = "scoring"
+                  ) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+    """(path, model output or None, error) per file, in order (image_files' road).
+
+    Args:
+      progress: show the progress (data/progress.py) on stderr, its lines starting with label.
+    """
+    bar = progress_lib.maybe(progress, len(paths), label)
+    try:
+      for images, errors, batch_paths in image_files.image_dataset(
+          paths, self.image_size, self.stored_size, batch_size):
+        scores = np.asarray(self.model.predict_on_batch(images), np.float32)
+        for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
+          error = error.decode()
+          yield os.fsdecode(path), None if error else row, error
+        if bar is not None:
+          bar.update(len(scores))
+    finally:
       if bar is not None:
-        bar.update(done)
+        bar.close()
 
 
 def load(model_dir: str) -> TrainedRun:

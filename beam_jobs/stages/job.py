@@ -194,6 +194,12 @@ class DatasetBuilder(Job):
                label_counts: Any) -> tuple[dict, Optional[str]]:
     """(metadata.json entries besides builder and build_args, tag_counts.tsv text or None)."""
 
+  def label_files(self, vocabulary: Sequence[str],
+                  args: argparse.Namespace) -> dict[str, str]:
+    """Files to write beside the vocabulary ({file name: text}), before dataset_info.json."""
+    del vocabulary, args
+    return {}
+
   def candidates(self, p: beam.Pipeline, args: argparse.Namespace
                  ) -> tuple[beam.PCollection, tuple]:
     """The Candidates (and rejections) of the source: every image under --input_dir."""
@@ -218,9 +224,12 @@ class DatasetBuilder(Job):
   def summarize(self, args, result) -> dict[str, Any]:
     return metadata.summarize(args.output_dir)
 
-  def _describe(self, vocabulary: Sequence[str], label_counts: Any
-                ) -> tuple[dict, Optional[str]]:
+  def _describe(self, vocabulary: Sequence[str], label_counts: Any,
+                args: argparse.Namespace) -> tuple[dict, Optional[str]]:
     entries, counts_tsv = self.describe(vocabulary, label_counts)
+    # Run once, after every shard and before the metadata: dataset_info.json still comes last.
+    for name, text in self.label_files(vocabulary, args).items():
+      files.write_text(files.join(args.output_dir, name), text)
     return {"builder": self.module, **entries}, counts_tsv
 
   def build_pipeline(self, p: beam.Pipeline, args: argparse.Namespace) -> None:
@@ -233,5 +242,6 @@ class DatasetBuilder(Job):
     # (split, ImageRecord[stored label])
     _ = labelled.examples | "WriteDataset" >> write.WriteDataset(
         args, (*found_rejections, *read_rejections, *labelled.rejections), self.features,
-        self.to_example, labelled.vocabulary, labelled.label_counts, self._describe,
+        self.to_example, labelled.vocabulary, labelled.label_counts,
+        functools.partial(self._describe, args=args),
         self.dataset_description)

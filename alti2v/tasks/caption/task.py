@@ -21,6 +21,7 @@ from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import image_files
 from alti2v.data import input_pipeline
+from alti2v.data import progress as progress_lib
 from alti2v.reporting import panels
 from alti2v.tasks import base
 from alti2v.tasks.caption import decode
@@ -114,10 +115,16 @@ class CaptionTask(base.Task):
 
     decoder = decode.Decoder(run.model)
     hypotheses, references = [], []
+    total = builder.info.splits[options.split].num_examples
+    bar = progress_lib.maybe(options.progress, total, f"evaluate {options.split}")
     for images, refs in tfds.as_numpy(records(options.split).padded_batch(options.batch_size)):
       for ids in decoder.generate(images, options.beam_size):
         hypotheses.append(vocab.decode(ids, run.vocabulary))
       references += [[r.decode() for r in rs if r] for rs in refs]
+      if bar is not None:
+        bar.update(len(refs))
+    if bar is not None:
+      bar.close()
     train_captions = collections.Counter(
         c.decode() for cs in tfds.as_numpy(records("train", with_image=False)) for c in cs)
     candidates = [c for c, _ in train_captions.most_common(max_constant_candidates)]
@@ -203,14 +210,26 @@ CAPTIONERS = (CAPTION.name, CAPTION_AR.name)
 
 
 def caption_files(model_dir: str, paths: Sequence[str], beam_size: int = 1,
-                  batch_size: int = 16) -> Iterator[tuple[str, Optional[str], str]]:
-  """(path, caption or None, error) per file, in order (image_files' road, then decode)."""
+                  batch_size: int = 16, progress: bool = False
+                  ) -> Iterator[tuple[str, Optional[str], str]]:
+  """(path, caption or None, error) per file, in order (image_files' road, then decode).
+
+  Args:
+    progress: show the progress on stderr (alti2v/data/progress.py).
+  """
   run = run_dir.load(model_dir)
   run.require_task(CAPTIONERS, "caption needs a captioner (--task=caption or caption_ar)")
   decoder = decode.Decoder(run.model)
-  for images, errors, batch_paths in image_files.image_dataset(
-      paths, run.image_size, run.stored_size, batch_size):
-    ids = decoder.generate(images.numpy(), beam_size)
-    for path, error, row in zip(batch_paths.numpy(), errors.numpy(), ids):
-      error = error.decode()
-      yield (os.fsdecode(path), None if error else vocab.decode(row, run.vocabulary), error)
+  bar = progress_lib.maybe(progress, len(paths), "caption")
+  try:
+    for images, errors, batch_paths in image_files.image_dataset(
+        paths, run.image_size, run.stored_size, batch_size):
+      ids = decoder.generate(images.numpy(), beam_size)
+      for path, error, row in zip(batch_paths.numpy(), errors.numpy(), ids):
+        error = error.decode()
+        yield (os.fsdecode(path), None if error else vocab.decode(row, run.vocabulary), error)
+      if bar is not None:
+        bar.update(len(ids))
+  finally:
+    if bar is not None:
+      bar.close()

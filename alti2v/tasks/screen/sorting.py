@@ -571,7 +571,7 @@ def _screen_new_files(state: Screener, model_dir: str, threshold: float, batch_s
     if on_batch is not None:
       on_batch(done)
 
-  for path, scores, error in run.score_files(todo, batch_size, progress):
+  for path, scores, error in run.score_files(todo, batch_size, progress, "screen"):
     if scores is None:
       decision, score, reason = "unreadable", "", error
       if not os.path.lexists(path):  # Gone since the listing: nothing to transfer.

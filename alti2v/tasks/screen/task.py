@@ -132,14 +132,15 @@ class ScreenTask(base.Task):
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
-                                                options.batch_size)
+                                                options.batch_size, options.progress)
     chosen = metrics.choose_threshold(val_labels[:, 0], val_scores[:, 0],
                                       options.target_precision, options.target_recall)
     run_dir.write_keep_threshold(
         run.model_dir, chosen["threshold"], goal=chosen["goal"], calibrated_on="validation",
         validation_precision=chosen["precision"], validation_recall=chosen["recall"])
     labels, scores = (val_labels, val_scores) if split == "validation" else (
-        self.predict_split(run, data_dir, split, options.batch_size))
+        self.predict_split(run, data_dir, split, options.batch_size,
+                           options.progress))
     labels, scores = labels[:, 0], scores[:, 0]
     confusion = metrics.confusion_matrix(labels, scores, chosen["threshold"])
     kept = confusion["true_positive"] + confusion["false_positive"]

@@ -23,6 +23,7 @@ from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.reporting import panels
 from alti2v.tasks import base
+from alti2v.tasks.tagger import categories as categories_lib
 from alti2v.training import model_card
 from alti2v.training import run_dir
 
@@ -95,9 +96,33 @@ def write_corpus(out_dir: str, num_images: int, seed: int = 0) -> list[str]:
   return paths
 
 
+SAMPLE_CATEGORIES_FILE = "tag_categories.csv"
+
+
+def sample_categories() -> dict[str, str]:
+  """The sample tags' categories, as a toy Danbooru: each coloured shape ("red_circle") is a
+  character, each background a copyright, the shape counts meta; the rest general."""
+  found = {f"{color}_{shape}": categories_lib.CHARACTER
+           for color in samples.COLORS for shape in samples.SHAPES}
+  found.update({f"{b}_background": categories_lib.COPYRIGHT for b in samples.BACKGROUNDS})
+  found.update({t: categories_lib.META for t in samples.COUNT_TAGS.values()})
+  return found
+
+
+def write_tag_categories(path: str) -> str:
+  """Writes the sample's categories file (CSV name,category with a header); returns path."""
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["name", "category"])
+    writer.writerows(sorted(sample_categories().items()))
+  return path
+
+
 def _write_safebooru(out_dir: str, num_images: int, seed: int) -> str:
   paths = write_corpus(out_dir, num_images, seed)
-  return f"wrote {len(paths)} images with tag files under {out_dir}"
+  categories = write_tag_categories(os.path.join(out_dir, SAMPLE_CATEGORIES_FILE))
+  return (f"wrote {len(paths)} images with tag files under {out_dir}, and their tag "
+          f"categories in {categories}")
 
 
 SAFEBOORU = samples.SampleLayout("safebooru", "N.jpg beside N.txt (tagger)", _write_safebooru)
@@ -148,21 +173,25 @@ class TaggerTask(base.Task):
 
     Returns:
       {"map", "constant_map", "micro_f1", "macro_f1", "num_examples", "per_tag_csv",
-       "thresholds" (the thresholds file), "split"}.
+       "thresholds" (the thresholds file), "split", "per_category": {category: {"map",
+       "constant_map", "num_tags"}} for each category of the vocabulary}.
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
-                                                options.batch_size)
+                                                options.batch_size, options.progress)
     thresholds = metrics.calibrate_thresholds(val_labels, val_scores, MIN_SUPPORT, RARE_FLOOR)
     thresholds_path = run_dir.write_tag_thresholds(
         run.model_dir, run.vocabulary, thresholds, calibrated_on="validation",
         num_examples=len(val_labels), min_support=MIN_SUPPORT, rare_floor=RARE_FLOOR)
     labels, scores = (val_labels, val_scores) if split == "validation" else (
-        self.predict_split(run, data_dir, split, options.batch_size))
+        self.predict_split(run, data_dir, split, options.batch_size,
+                           options.progress))
     map_, aps = metrics.mean_average_precision(labels, scores)
     constant = np.broadcast_to(train_frequencies(data_dir, len(run.vocabulary)), scores.shape)
     constant_map, _ = metrics.mean_average_precision(labels, constant)
     f1 = metrics.f1_at(labels, scores, thresholds)
+    per_category = _per_category_map(
+        labels, scores, constant, categories_lib.read_categories(run.model_dir, run.vocabulary))
     csv_path = os.path.join(run.model_dir, run_dir.PER_TAG_CSV.format(split=split))
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
@@ -174,18 +203,26 @@ class TaggerTask(base.Task):
     result = {"split": split, "num_examples": int(len(labels)), "map": map_,
               "constant_map": constant_map, "micro_f1": f1["micro_f1"],
               "macro_f1": f1["macro_f1"], "per_tag_csv": csv_path,
-              "thresholds": thresholds_path}
+              "thresholds": thresholds_path, "per_category": per_category}
     logging.info("evaluation: %s", result)
     return result
 
   def report(self, result, model_dir):
     r = result
-    return "\n".join([
+    lines = [
         f"{r['split']} ({r['num_examples']} images): "
         f"mAP {r['map']:.4f}  (baseline, each tag's train frequency: "
         f"{r['constant_map']:.4f}, {r['map'] / r['constant_map']:.2f}x)  "
-        f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}",
-        f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}"])
+        f"micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}"]
+    per_category = r.get("per_category", {})
+    if len(per_category) > 1:  # All general: the line above says it all.
+      for category, c in per_category.items():
+        ratio = (f"{c['map'] / c['constant_map']:.2f}x" if c["constant_map"] > 0
+                 else "no baseline")
+        lines.append(f"  {category:<10} {c['num_tags']:>4} tags: mAP {c['map']:.4f}  "
+                     f"(baseline {c['constant_map']:.4f}, {ratio})")
+    lines.append(f"per-tag metrics: {r['per_tag_csv']}; thresholds: {r['thresholds']}")
+    return "\n".join(lines)
 
   def describe_example(self, example, names):
     return " ".join(names[i] for i in example[TAGS])
@@ -211,73 +248,20 @@ class TaggerTask(base.Task):
     return found
 
 
-TAGGER = TaggerTask()
-
-
-def tag_lines(run: run_dir.TrainedRun, paths: Sequence[str], *, top_k: int = 0,
-              threshold: Optional[float] = None, vector: bool = False,
-              batch_size: int = 32, progress: bool = False) -> Iterator[dict]:
-  """One dict per file: {"path", "tags": [{"tag", "score"}, ...]} (+ "vector"), or {"path",
-  "error"} for a file that cannot be read; tags scoring at or above their threshold, best first.
-
-  Args:
-    run: a finished tagger (or any run with one sigmoid per name: a student).
-    threshold: one threshold for every tag; None = the calibrated per-tag thresholds
-      (run_dir.TAG_THRESHOLDS_FILE, written by evaluate), or 0.5 where there are none.
-    top_k: keep at most k tags (0 = no cap); with threshold=0, exactly the top k.
-    vector: add the whole tag-probability vector (not Illustration2Vec's feature vector,
-      which is a hidden layer's activations).
-  """
-  require_tagger(run)
-  return _tag_lines(run, paths, top_k, threshold, vector, batch_size, progress)
-
-
-def require_tagger(run: run_dir.TrainedRun) -> None:
-  """Raises ValueError (naming the command that serves it) unless run is a tagger or a student."""
-  # A task's name, not an import: no task imports another (a student also scores one
-  # sigmoid per name; a screening filter's single score is not a tag).
-  run.require_task(("tagger", "distill"), PREDICT_SERVES)
-
-
-PREDICT_SERVES = ("predict tags files with a tagger (or a distillation student); sort a "
-                  "folder with a screening filter with `python -m alti2v.screen`, caption "
-                  "files with a captioner with `python -m alti2v.caption`")
-
-
-def tag_thresholds(run: run_dir.TrainedRun, threshold: Optional[float] = None) -> np.ndarray:
-  """The threshold of each tag: threshold for all, else the calibrated ones, else 0.5 each."""
-  if threshold is not None:
-    return np.full(len(run.vocabulary), threshold)
-  if run.thresholds is not None:
-    return run.thresholds
-  return np.full(len(run.vocabulary), run_dir.DEFAULT_THRESHOLD)
-
-
-def tag_line(path: str, scores: np.ndarray, vocabulary: Sequence[str],
-             thresholds: np.ndarray, *, top_k: int = 0, vector: bool = False) -> dict:
-  """predict's line for one scored file: {"path", "tags": [{"tag", "score"}, ...]} (+ "vector").
-
-  Args:
-    scores: the model's output for the file, one sigmoid per vocabulary entry.
-    thresholds: one per tag (tag_thresholds); tags at or above theirs, best first.
-    top_k: keep at most k tags (0 = no cap).
-    vector: add the whole tag-probability vector.
-  """
-  order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= thresholds[j]]
-  if top_k:
-    order = order[:top_k]
-  line = {"path": path, "tags": [{"tag": vocabulary[j], "score": round(float(scores[j]), 4)}
-                                 for j in order]}
-  if vector:
-    line["vector"] = [round(float(v), 6) for v in scores]
-  return line
-
-
-def _tag_lines(run, paths, top_k, threshold, vector, batch_size,
-               progress) -> Iterator[dict]:
-  thresholds = tag_thresholds(run, threshold)
-  for path, scores, error in run.score_files(paths, batch_size, progress):
-    if scores is None:
-      yield {"path": path, "error": error}
+def _per_category_map(labels: np.ndarray, scores: np.ndarray, constant: np.ndarray,
+                      categories: Sequence[str]) -> dict[str, dict]:
+  """{category: {"map", "constant_map", "num_tags"}} for each category of the vocabulary
+  (categories.CATEGORIES order); a category whose tags have no positive in the split has
+  NaN mAPs."""
+  found = {}
+  for category in categories_lib.CATEGORIES:
+    columns = [j for j, c in enumerate(categories) if c == category]
+    if not columns:
       continue
-    yield tag_line(path, scores, run.vocabulary, thresholds, top_k=top_k, vector=vector)
+    map_, _ = metrics.mean_average_precision(labels[:, columns], scores[:, columns])
+    constant_map, _ = metrics.mean_average_precision(labels[:, columns], constant[:, columns])
+    found[category] = {"map": map_, "constant_map": constant_map, "num_tags": len(columns)}
+  return found
+
+
+TAGGER = TaggerTask()
