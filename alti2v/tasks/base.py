@@ -133,7 +133,7 @@ class Task:
     raise NotImplementedError
 
   def predict_split(self, run: run_dir.TrainedRun, data_dir: str, split: str,
-                    batch_size: int = 64, max_examples: Optional[int] = None,
+                    batch_size: int = 64, *, max_examples: Optional[int] = None,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(labels, model outputs) of every example of a split (the first max_examples), in order.
 

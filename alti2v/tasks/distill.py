@@ -193,7 +193,7 @@ class DistillTask(base.Task):
     """The student against the teacher's scores on a split (distillation_metrics), beside the
     baseline that says each label's mean train score for every image ("baseline")."""
     teacher, student = self.predict_split(run, data_dir, options.split,
-                                          options.batch_size, options.progress)
+                                          options.batch_size, progress=options.progress)
     baseline = np.broadcast_to(mean_train_scores(data_dir, teacher.shape[1]), teacher.shape)
     result = {"split": options.split, "num_examples": int(len(teacher)),
               **distillation_metrics(teacher, student),
@@ -220,7 +220,7 @@ class DistillTask(base.Task):
   def report_panels(self, run, data_dir, options, max_examples):
     """The student's score against the teacher's, every (image, label) pair."""
     teacher, student = self.predict_split(run, data_dir, options.split, options.batch_size,
-                                          max_examples)
+                                          max_examples=max_examples)
     return [panels.Scatter(
         f"student against teacher scores ({options.split}, {len(teacher)} images x "
         f"{teacher.shape[1]} labels)", "teacher (Vision API) score", "student score",

@@ -132,7 +132,8 @@ class ScreenTask(base.Task):
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
-                                                options.batch_size, options.progress)
+                                                options.batch_size,
+                                                progress=options.progress)
     chosen = metrics.choose_threshold(val_labels[:, 0], val_scores[:, 0],
                                       options.target_precision, options.target_recall)
     run_dir.write_keep_threshold(
@@ -140,7 +141,7 @@ class ScreenTask(base.Task):
         validation_precision=chosen["precision"], validation_recall=chosen["recall"])
     labels, scores = (val_labels, val_scores) if split == "validation" else (
         self.predict_split(run, data_dir, split, options.batch_size,
-                           options.progress))
+                           progress=options.progress))
     labels, scores = labels[:, 0], scores[:, 0]
     confusion = metrics.confusion_matrix(labels, scores, chosen["threshold"])
     kept = confusion["true_positive"] + confusion["false_positive"]
@@ -179,7 +180,7 @@ class ScreenTask(base.Task):
   def report_panels(self, run, data_dir, options, max_examples):
     """Scores of positives and negatives with the keep threshold; the confusion matrix at it."""
     labels, scores = self.predict_split(run, data_dir, options.split, options.batch_size,
-                                        max_examples)
+                                        max_examples=max_examples)
     labels, scores = labels[:, 0].astype(bool), scores[:, 0]
     threshold = run_dir.read_keep_threshold(run.model_dir)
     about = f"{options.split}, {len(labels)} images"

@@ -178,14 +178,15 @@ class TaggerTask(base.Task):
     """
     split = options.split
     val_labels, val_scores = self.predict_split(run, data_dir, "validation",
-                                                options.batch_size, options.progress)
+                                                options.batch_size,
+                                                progress=options.progress)
     thresholds = metrics.calibrate_thresholds(val_labels, val_scores, MIN_SUPPORT, RARE_FLOOR)
     thresholds_path = run_dir.write_tag_thresholds(
         run.model_dir, run.vocabulary, thresholds, calibrated_on="validation",
         num_examples=len(val_labels), min_support=MIN_SUPPORT, rare_floor=RARE_FLOOR)
     labels, scores = (val_labels, val_scores) if split == "validation" else (
         self.predict_split(run, data_dir, split, options.batch_size,
-                           options.progress))
+                           progress=options.progress))
     map_, aps = metrics.mean_average_precision(labels, scores)
     constant = np.broadcast_to(train_frequencies(data_dir, len(run.vocabulary)), scores.shape)
     constant_map, _ = metrics.mean_average_precision(labels, constant)
@@ -230,7 +231,7 @@ class TaggerTask(base.Task):
   def report_panels(self, run, data_dir, options, max_examples):
     """AP per tag (weakest named), PR curves of the commonest tags, the calibrated thresholds."""
     labels, scores = self.predict_split(run, data_dir, options.split, options.batch_size,
-                                        max_examples)
+                                        max_examples=max_examples)
     _, aps = metrics.mean_average_precision(labels, scores)
     about = f"{options.split}, {len(labels)} images"
     found = [
