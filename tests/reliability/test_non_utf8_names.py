@@ -37,3 +37,27 @@ def test_a_name_that_is_not_utf8_joins_its_captions(tmp_path):
     rejected = [json.loads(line) for line in f]
   assert [(os.path.basename(r["path"]), r["reason"]) for r in rejected] == [
       ("bad\\xff_gone.jpg", "no_image_file"), ("lonely.jpg", "no_label_file")]
+
+
+def test_the_vision_job_labels_a_name_that_is_not_utf8_and_escapes_its_rejections(
+    tmp_path, monkeypatch):
+  from beam_jobs import vision_labels
+  from tests import fixtures
+  from tests.fake_vision_server import FakeVisionServer
+  key = "test-key-0d1e"
+  monkeypatch.setenv("VISION_API_KEY", key)
+  images, out = tmp_path / "images", tmp_path / "json"
+  images.mkdir()
+  good = os.path.join(images, BAD + ".jpg")
+  samples.draw_sample(1, 2).image.save(good, format="JPEG")
+  with open(os.path.join(images, os.fsdecode(b"broken\xfe.jpg")), "wb") as f:
+    f.write(fixtures.truncated_jpeg())
+  with FakeVisionServer(key) as server:
+    vision_labels.run(["--input_dir", str(images), "--output_dir", str(out),
+                       "--endpoint", server.url, *LOCAL])
+  with open(vision_labels.json_path(good, str(images), str(out)), encoding="utf-8") as f:
+    assert json.load(f)["labelAnnotations"]
+  data = (out / "rejected.jsonl").read_bytes()
+  rejected = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+  assert [(os.path.basename(r["path"]), r["reason"]) for r in rejected] == [
+      ("broken\\xfe.jpg", "truncated")]
