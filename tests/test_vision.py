@@ -2,7 +2,6 @@
 import json
 import logging
 import os
-import re
 
 from apache_beam.metrics.metric import MetricsFilter
 import numpy as np

@@ -9,9 +9,8 @@ import tensorflow_datasets as tfds
 from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.tasks import tagger
-from beam_jobs.stages import read
 from tests import fixtures
-from tests.test_build_tagged_dataset import build
+from tests.test_build_tagged_dataset import build, vocabulary
 
 
 def _write(path, data):

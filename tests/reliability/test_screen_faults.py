@@ -12,10 +12,9 @@ import sys
 
 import pytest
 
-from alti2v import tasks
 from alti2v.data import samples
-from alti2v.tasks import screen
 from alti2v.tasks.screen import sorting
+from alti2v.training import run_dir
 from tests.test_screen import file_bytes, read_scores, scrape  # noqa: F401 (a fixture)
 
 

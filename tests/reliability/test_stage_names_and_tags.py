@@ -18,7 +18,6 @@ from beam_jobs.stages import elements
 from beam_jobs.stages import files
 from beam_jobs.stages import read
 from beam_jobs.stages import vocabulary
-from beam_jobs.stages import write
 
 
 # Names that are not UTF-8, and tag files that are not text: scraped data has both.
