@@ -6,7 +6,8 @@
 Losing no file: see alti2v/tasks/screen/sorting.py (scores.csv, the journal, the failed list,
 durable copies and moves, the lock on OUT). Prints the counts of this run's files as one JSON
 line. Exit status: 0 all done; 1 some copies or moves failed (the files stay where they were;
-run the same command again to retry them); 2 refused before screening (no such input, OUT
+run the same command again to retry them), or some folders could not be listed (their images
+wait for a later run); 2 refused before screening (no such input, OUT
 held by another run or bound to another input or mode, not a screening filter).
 """
 import json
@@ -47,6 +48,11 @@ def main(argv) -> int:
     print(f"error: {counts['failed']} files could not be {sorting.PAST[FLAGS.mode]} "
           "(reasons logged above); they are where they were and not in scores.csv: run the "
           "same command again to retry them", file=sys.stderr)
+    return 1
+  if counts["unreadable_folders"]:
+    print(f"error: {counts['unreadable_folders']} folders could not be listed (named above): "
+          "their images were not screened; make them readable and run the same command "
+          "again", file=sys.stderr)
     return 1
   return 0
 

@@ -47,8 +47,21 @@ class EncodedCaptions:
   ids: tuple[np.ndarray, ...]
 
 
-def load_coco(indexed_path: tuple[int, str]) -> list[tuple[str, tuple[int, int, str]]]:
-  """(file_name, (file index, annotation index, caption)) of a COCO-format caption file.
+def name_key(relative: str) -> bytes:
+  """The join key of an image's path relative to --input_dir: its bytes (os.fsencode).
+
+  Beam encodes a str key as strict UTF-8, and a scraped name that is not UTF-8 reaches
+  Python surrogate-escaped (as does a COCO file_name written with such \\udcNN escapes).
+  """
+  relative = os.path.normpath(relative)
+  try:
+    return os.fsencode(relative)
+  except UnicodeEncodeError:  # A lone surrogate that no file name gives: matches no file.
+    return relative.encode("utf-8", "surrogatepass")
+
+
+def load_coco(indexed_path: tuple[int, str]) -> list[tuple[bytes, tuple[int, int, str]]]:
+  """(name_key(file_name), (file index, annotation index, caption)) of a COCO caption file.
 
   The indices keep each image's captions in the order the files list them: the first
   caption of an image is its canonical one (the one-caption captioner learns it).
@@ -60,12 +73,13 @@ def load_coco(indexed_path: tuple[int, str]) -> list[tuple[str, tuple[int, int, 
   pairs = []
   for i, annotation in enumerate(coco["annotations"]):
     if annotation["image_id"] in names and str(annotation.get("caption", "")).strip():
-      pairs.append((names[annotation["image_id"]], (file_index, i, str(annotation["caption"]))))
+      pairs.append((name_key(names[annotation["image_id"]]),
+                    (file_index, i, str(annotation["caption"]))))
   return pairs
 
 
 def join_images(key_and_groups, input_dir: str):
-  """(relative path, ([image paths], [[(file, index, caption)]])) → Candidate[Captions].
+  """(name_key, ([image paths as bytes], [[(file, index, caption)]])) → Candidate[Captions].
 
   An image without captions, or captions without an image, is rejected instead.
 
@@ -73,9 +87,10 @@ def join_images(key_and_groups, input_dir: str):
   """
   relative, (paths, caption_lists) = key_and_groups
   captions = [c for _, _, c in sorted(c for group in caption_lists for c in group)]
-  paths = list(paths)
+  paths = [os.fsdecode(p) for p in paths]
   if not paths:
-    yield elements.rejected(files.join(input_dir, relative), features_lib.NO_IMAGE_FILE,
+    yield elements.rejected(files.join(input_dir, os.fsdecode(relative)),
+                            features_lib.NO_IMAGE_FILE,
                             f"{len(captions)} captions in the JSON, no image file")
     return
   for path in paths:
@@ -132,14 +147,16 @@ class CaptionDatasetBuilder(job.DatasetBuilder):
     """The images under --input_dir joined with their captions by COCO file_name."""
     images = p | "Discover" >> read.DiscoverImages(args.input_dir, None)
     keyed_images = images.candidates | "KeyImages" >> beam.Map(
-        lambda c: (files.relative_path(c.image_path, args.input_dir), c.image_path))
+        lambda c: (name_key(files.relative_path(c.image_path, args.input_dir)),
+                   os.fsencode(c.image_path)))
+    # (name_key, image path), both bytes
     keyed_captions = (
         p
         | "CaptionFiles" >> beam.Create(list(enumerate(args.captions_json)))
         | "ReadCoco" >> beam.FlatMap(load_coco)
         # (file_name, (file index, annotation index, caption))
         | "GroupCaptions" >> beam.GroupByKey()
-        | "ListCaptions" >> beam.MapTuple(lambda name, cs: (os.path.normpath(name), list(cs))))
+        | "ListCaptions" >> beam.MapTuple(lambda key, cs: (key, list(cs))))
     joined = (
         {"images": keyed_images, "captions": keyed_captions}
         | "Join" >> beam.CoGroupByKey()

@@ -104,7 +104,7 @@ def needs_labels(candidate: Candidate, input_dir: str, output_dir: str,
 
 
 class Shrink(beam.DoFn):
-  """Candidate → (path, JPEG bytes to upload), longer side ≤ minimize (0 = the file as is)."""
+  """Candidate → (path as bytes, JPEG bytes to upload), longer side ≤ minimize (0 = the file as is)."""
 
   def __init__(self, minimize: int, max_pixels: int):
     self._minimize = minimize
@@ -122,7 +122,9 @@ class Shrink(beam.DoFn):
     except OSError as e:
       yield elements.rejected(path, imaging.UNREADABLE, str(e))
       return
-    yield path, data
+    # The path as bytes (os.fsencode): Beam encodes a str as strict UTF-8, and a scraped
+    # name that is not UTF-8 reaches Python surrogate-escaped.
+    yield os.fsencode(path), data
 
 
 class Annotate(beam.DoFn):
@@ -153,7 +155,7 @@ class Annotate(beam.DoFn):
       self._progress.close()
 
   def process(self, batch):
-    paths = [p for p, _ in batch]
+    paths = [os.fsdecode(p) for p, _ in batch]
     before = self._client.retries
     try:
       responses = self._client.annotate([image for _, image in batch])
@@ -175,7 +177,7 @@ class Annotate(beam.DoFn):
       write_json_atomically(
           json_path(path, self._args.input_dir, self._args.output_dir), response)
       (self._errors if "error" in response else self._labelled).inc()
-      yield path, "error" not in response
+      yield os.fsencode(path), "error" not in response  # (Bytes: see Shrink.)
     self._progress.update(len(paths))
 
 
@@ -250,11 +252,11 @@ class VisionLabelsJob(job.Job):
                                         args.retry_errors)
         | "Shrink" >> beam.ParDo(Shrink(args.minimize, args.max_pixels)).with_outputs(
             REJECTED, main="images"))
-    # (path, JPEG bytes)
+    # (path as bytes, JPEG bytes)
     _ = (
         shrunk.images
         | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=args.batch_size)
-        # [(path, JPEG bytes)] of at most batch_size
+        # [(path as bytes, JPEG bytes)] of at most batch_size
         | "Annotate" >> beam.ParDo(Annotate(args)))
     _ = (
         (discovered[REJECTED], shrunk[REJECTED])

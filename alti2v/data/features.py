@@ -47,7 +47,9 @@ NO_LABEL_FILE = "no_label_file"  # An image without its label file or entry.
 NO_TAGS = "no_tags"  # A label file that names no label.
 NO_TAGS_IN_VOCABULARY = "no_tags_in_vocabulary"  # None of its labels made the vocabulary.
 DUPLICATE = "duplicate"  # The same bytes as an image kept.
-REJECTION_REASONS = (NO_IMAGE_FILE, NO_LABEL_FILE, NO_TAGS, NO_TAGS_IN_VOCABULARY, DUPLICATE)
+UNREADABLE_FOLDER = "unreadable_folder"  # A folder that cannot be listed: its files unseen.
+REJECTION_REASONS = (NO_IMAGE_FILE, NO_LABEL_FILE, NO_TAGS, NO_TAGS_IN_VOCABULARY, DUPLICATE,
+                     UNREADABLE_FOLDER)
 
 
 def features_dict(own: Mapping[str, tfds.features.FeatureConnector]

@@ -2,7 +2,7 @@
 
 Each file goes the training road: Pillow normalisation as in the builder (EXIF, modes, resize
 to the stored size, JPEG), then the input pipeline's decode and pad-to-square, batched through
-tf.data; a file that cannot be read is reported beside its path, not fatal. Used by predict,
+tf.data; a file (or a folder) that cannot be read is reported beside its path, not fatal. Used by predict,
 screen and caption (through training/run_dir.py's TrainedRun.score_files), which write one
 JSON line per file with json_line. beam_jobs.tag_images takes the same road in Beam
 (stored_form, then model_inputs for a batch); model_input takes an upload's bytes the same
@@ -20,12 +20,27 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from alti2v.data import features
 from alti2v.data import imaging
 from alti2v.data import input_pipeline
 
 
+def walk_images(directory: str) -> tuple[list[str], list[OSError]]:
+  """(every image file under directory, sorted; the errors of the folders that could not be
+  listed). os.walk skips such a folder silently unless asked for its error, as here."""
+  errors: list[OSError] = []
+  found = [os.path.join(root, name) for root, _, names in os.walk(directory,
+                                                                   onerror=errors.append)
+           for name in names]
+  return sorted(p for p in found if imaging.is_image_path(p)), errors
+
+
 def expand_paths(patterns: Iterable[str]) -> list[str]:
   """Files as given; directories searched recursively and globs expanded, keeping images.
+
+  A folder that cannot be listed is kept as a path of its own: the road gives it an
+  error (unreadable_folder), as it does an unreadable file, so that it is never
+  silently left out.
 
   Raises:
     FileNotFoundError: a pattern matches nothing.
@@ -36,10 +51,10 @@ def expand_paths(patterns: Iterable[str]) -> list[str]:
       paths.append(pattern)
       continue
     if os.path.isdir(pattern):
-      found = [os.path.join(root, name) for root, _, names in os.walk(pattern)
-               for name in names]
-    else:
-      found = glob.glob(pattern, recursive=True)
+      images, errors = walk_images(pattern)
+      paths.extend(sorted(images + [e.filename for e in errors]))
+      continue
+    found = glob.glob(pattern, recursive=True)
     images = sorted(p for p in found if os.path.isfile(p) and imaging.is_image_path(p))
     if not images and not found:
       raise FileNotFoundError(f"no file matches {pattern!r}")
@@ -77,8 +92,20 @@ def model_inputs(jpegs: Sequence[bytes], image_size: int) -> np.ndarray:
   return _batch_to_model_input(int(image_size))(tf.constant(list(jpegs), tf.string)).numpy()
 
 
+def _folder_error(directory: str) -> str:
+  """The error of a folder expand_paths could not list, as it stands now."""
+  try:
+    with os.scandir(directory):
+      detail = "could not be listed"
+  except OSError as e:
+    detail = f"{type(e).__name__}: {e.strerror}"
+  return f"{features.UNREADABLE_FOLDER}: {detail}; its files were not read"
+
+
 def _normalize(path: bytes, stored_size: int) -> tuple[bytes, bytes]:
   """(stored-form JPEG, "") or (b"", "reason: detail") for one file."""
+  if os.path.isdir(os.fsdecode(path)):
+    return b"", _folder_error(os.fsdecode(path)).encode("utf-8", "backslashreplace")
   try:
     with open(os.fsdecode(path), "rb") as f:
       data = f.read()

@@ -11,6 +11,7 @@ import re
 from typing import Callable, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from alti2v.data import features as features_lib
 
@@ -67,6 +68,23 @@ def check_filesystem(path: str) -> None:
     hint = (" Install the gcp extra: pip install -e '.[gcp]' (apache-beam[gcp])."
             if scheme == "gs" else "")
     raise ValueError(f"{e} for {path}.{hint}") from None
+
+
+def is_local(path: str) -> bool:
+  return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+
+
+def check_input_dir(flag: str, path: str) -> None:
+  """Raises FileNotFoundError, before anything is written, when the input folder is missing.
+
+  A bucket has no folders: there, a path under which no file is listed is missing.
+  """
+  if is_local(path):
+    found = os.path.isdir(path)
+  else:
+    found = bool(FileSystems.match([join(path, "**")], limits=[1])[0].metadata_list)
+  if not found:
+    raise FileNotFoundError(f"{flag} {path} does not exist; nothing was written")
 
 
 def check_no_glob(flag: str, path: str) -> None:

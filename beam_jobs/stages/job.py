@@ -12,11 +12,15 @@ import argparse
 import functools
 import json
 import logging
+import sys
 from typing import Any, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow_datasets as tfds
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from alti2v.data import features as features_lib
 
 from beam_jobs.stages import files
 from beam_jobs.stages import flags
@@ -45,6 +49,10 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     if not any(a.startswith("--direct_num_workers") for a in args):
       args.append("--direct_num_workers=0")  # 0 = one worker per core.
   return PipelineOptions(args)
+
+
+class NothingUsable(RuntimeError):
+  """A build that ran, but where no input became an example: no dataset was written."""
 
 
 class _InMemoryWorkersFilter(logging.Filter):
@@ -110,19 +118,37 @@ class Job(abc.ABC):
     """(the job's flags, Beam's options) from argv (None = sys.argv[1:]); see flags.parse_args."""
     return flags.parse_args(self.parser(), argv)
 
-  def run_parsed(self, args: argparse.Namespace,
-                 beam_args: Sequence[str]) -> beam.runners.runner.PipelineResult:
-    """Checks the flags and paths, prepares the output directory, runs the pipeline to the end."""
+  def check_result(self, args: argparse.Namespace) -> None:
+    """Raises NothingUsable when the finished pipeline did not do the job's work."""
+
+  def check_and_prepare(self, args: argparse.Namespace) -> None:
+    """Checks the flags and paths, then prepares the output directory.
+
+    Raises:
+      ValueError, FileNotFoundError, FileExistsError: a refusal; nothing was written.
+    """
     self.check(args)
     for flag in ("input_dir", "output_dir"):
       files.check_filesystem(getattr(args, flag))
       files.check_no_glob(f"--{flag}", getattr(args, flag))
+    files.check_input_dir("--input_dir", args.input_dir)
     self.prepare(args)
+
+  def run_parsed(self, args: argparse.Namespace,
+                 beam_args: Sequence[str]) -> beam.runners.runner.PipelineResult:
+    """Checks the flags and paths, prepares the output directory, runs the pipeline to the end."""
+    self.check_and_prepare(args)
+    return self.run_prepared(args, beam_args)
+
+  def run_prepared(self, args: argparse.Namespace,
+                   beam_args: Sequence[str]) -> beam.runners.runner.PipelineResult:
+    """Runs the pipeline to the end (after check_and_prepare), then check_result."""
     install_log_filter()
     p = beam.Pipeline(options=pipeline_options(beam_args))
     self.build_pipeline(p, args)
     result = p.run()
     result.wait_until_finish()
+    self.check_result(args)
     return result
 
   def run(self, argv: Optional[Sequence[str]] = None) -> beam.runners.runner.PipelineResult:
@@ -134,10 +160,23 @@ class Job(abc.ABC):
     return self.run_parsed(*self.parse(argv))
 
   def main(self, argv: Optional[Sequence[str]] = None) -> None:
-    """The job's __main__: runs it, then prints its summary as JSON."""
+    """The job's __main__: runs it, then prints its summary as JSON.
+
+    A refusal (check_and_prepare's) ends it with one line and status 2, a build that
+    gave nothing usable (NothingUsable) with one line and status 1.
+    """
     logging.getLogger().setLevel(logging.INFO)
     args, beam_args = self.parse(argv)
-    result = self.run_parsed(args, beam_args)
+    try:
+      self.check_and_prepare(args)
+    except (ValueError, OSError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    try:
+      result = self.run_prepared(args, beam_args)
+    except NothingUsable as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
     print(json.dumps(self.summarize(args, result), indent=2))
 
 
@@ -223,6 +262,17 @@ class DatasetBuilder(Job):
 
   def summarize(self, args, result) -> dict[str, Any]:
     return metadata.summarize(args.output_dir)
+
+  def check_result(self, args: argparse.Namespace) -> None:
+    """Raises NothingUsable when the build wrote no dataset (metadata.finalize_dataset)."""
+    if FileSystems.exists(files.join(args.output_dir, features_lib.DATASET_INFO_FILE)):
+      return
+    rejected = files.join(args.output_dir, features_lib.REJECTED_FILE)
+    if not FileSystems.exists(rejected):
+      raise NothingUsable(f"no image found under {args.input_dir}; nothing was written")
+    counts = ", ".join(f"{k}: {v}" for k, v in metadata.reason_counts(rejected).items())
+    raise NothingUsable(f"no image was usable: every input was rejected ({counts}); "
+                        f"see {rejected}")
 
   def _describe(self, vocabulary: Sequence[str], label_counts: Any,
                 args: argparse.Namespace) -> tuple[dict, Optional[str]]:

@@ -46,11 +46,12 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
   taken before sharding.
 
   Returns:
-    The metadata dict that was written to metadata.json.
+    The metadata dict that was written to metadata.json; None when no image was usable
+    (then rejected.jsonl, if any input was rejected, is the only file written: the job
+    reports it, see job.DatasetBuilder.check_result).
 
   Raises:
     RuntimeError: the shards hold another number of examples than was serialised.
-    ValueError: every input was rejected.
   """
   by_split: dict[str, list[ShardInfo]] = {}
   for info in shard_infos:
@@ -81,13 +82,12 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
     split_infos.append(tfds.core.SplitInfo(
         name=split, shard_lengths=lengths, num_bytes=sum(sizes),
         filename_template=None))
-  if not split_infos:
-    raise ValueError("no image was usable: every input was rejected "
-                     f"(see the counts: {_reason_counts(rejections)})")
-
   rejections = sorted(rejections, key=lambda r: (r["path"], r["reason"]))
-  files.write_text(files.join(output_dir, features_lib.REJECTED_FILE),
-                   "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections))
+  if split_infos or rejections:
+    files.write_text(files.join(output_dir, features_lib.REJECTED_FILE),
+                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections))
+  if not split_infos:
+    return None
   if label_counts_tsv is not None:
     files.write_text(files.join(output_dir, features_lib.TAG_COUNTS_FILE), label_counts_tsv)
 
@@ -108,6 +108,13 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
       check_data=False, description=description,
       metadata=tfds.core.MetadataDict(metadata))
   return metadata
+
+
+def reason_counts(rejected_jsonl: str) -> dict[str, int]:
+  """Rejections per reason, read back from a build's rejected.jsonl."""
+  with FileSystems.open(rejected_jsonl) as f:
+    return _reason_counts(json.loads(line) for line in f.read().decode("utf-8").splitlines()
+                          if line.strip())
 
 
 def _reason_counts(rejections: Iterable[dict[str, str]]) -> dict[str, int]:

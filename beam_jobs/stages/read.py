@@ -15,7 +15,7 @@ import os
 from typing import Callable, Iterable, Optional
 
 import apache_beam as beam
-from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 
 from alti2v.data import features as features_lib
 from alti2v.data import imaging
@@ -44,6 +44,24 @@ def _key_by_stem(path: str) -> tuple[bytes, bytes]:
   return os.fsencode(_stem(path)), os.fsencode(path)
 
 
+def list_files(input_dir: str) -> Iterable[bytes]:
+  """Every file under input_dir (any depth), os.fsencode'd; a folder that cannot be listed
+  is rejected (unreadable_folder), not skipped: Beam's own local listing (os.walk without
+  onerror, under fileio.MatchFiles) drops it without a word."""
+  if not files.is_local(input_dir):  # A bucket has no folder permissions to fail on.
+    for metadata in FileSystems.match([files.join(input_dir, "**")])[0].metadata_list:
+      yield os.fsencode(metadata.path)
+    return
+  errors: list[OSError] = []
+  for root, dirs, names in os.walk(input_dir, onerror=errors.append):
+    dirs.sort()
+    for name in sorted(names):
+      yield os.fsencode(os.path.join(root, name))
+  for error in errors:
+    yield _rejected(error.filename, features_lib.UNREADABLE_FOLDER,
+                    f"{type(error).__name__}: {error.strerror}; its files were not listed")
+
+
 def _pair_with_label(stem_and_paths: tuple[bytes, Iterable[bytes]],
                      label_extension: str) -> Iterable[Candidate]:
   _, paths = stem_and_paths
@@ -58,48 +76,63 @@ def _pair_with_label(stem_and_paths: tuple[bytes, Iterable[bytes]],
                     "label file without an image beside it")
 
 
+def _route(element) -> Iterable:
+  """Candidates to the main output, rejection dicts (elements.rejection) to REJECTED."""
+  yield beam.pvalue.TaggedOutput(REJECTED, element) if isinstance(element, dict) else element
+
+
 @beam.ptransform_fn
 def DiscoverImages(pbegin, input_dir: str,  # pylint: disable=invalid-name
                    label_extension: Optional[str]):
   """Every image under input_dir (any depth) paired with the label file of the same stem.
 
-  Listing goes through Beam's FileSystems, so gs:// works like a local path. With
+  A local folder is walked here (one that cannot be listed is rejected as unreadable_folder),
+  anything else listed through Beam's FileSystems, so gs:// works like a local path. With
   label_extension=None (labels from folders or another tree), every image is a
   Candidate without a label file.
 
   Returns:
-    A DoOutputsTuple: candidates = Candidate, REJECTED = rejection dicts.
+    A DoOutputsTuple: candidates = Candidate, REJECTED = rejection dicts (unreadable
+    folders among them).
   """
-  def keep(metadata) -> bool:
-    name = os.path.basename(metadata.path)
+  def keep(path: bytes) -> bool:
+    name = os.path.basename(os.fsdecode(path))
     wanted = imaging.is_image_path(name) or bool(
         label_extension and name.endswith(label_extension))
     if not wanted:
       elements.counter("files_ignored").inc()
     return wanted and not name.startswith(".")
 
-  if label_extension is None:
-    return (
-        pbegin
-        | "MatchFiles" >> fileio.MatchFiles(files.join(input_dir, "**"))
-        | "KeepImages" >> beam.Filter(keep)
-        | "ToCandidate" >> beam.Map(lambda m: Candidate(m.path))
-        # Spread the listing over workers before the decoding.
-        | "Spread" >> beam.Reshuffle()
-        | "NoRejections" >> beam.FlatMap(lambda c: [c]).with_outputs(
-            REJECTED, main="candidates"))
-
-  return (
+  listed = (
       pbegin
-      | "MatchFiles" >> fileio.MatchFiles(files.join(input_dir, "**"))
-      # FileMetadata of every file
-      | "KeepImagesAndLabels" >> beam.Filter(keep)
-      | "KeyByStem" >> beam.Map(lambda m: _key_by_stem(m.path))
-      # (stem, path), both os.fsencode'd
-      | "GroupByStem" >> beam.GroupByKey()
-      # (stem, [paths])
-      | "PairWithLabel" >> beam.FlatMap(
-          _pair_with_label, label_extension).with_outputs(REJECTED, main="candidates"))
+      | "InputDir" >> beam.Create([input_dir])
+      | "ListFiles" >> beam.FlatMap(list_files).with_outputs(REJECTED, main="paths"))
+  # path of every file, os.fsencode'd; unreadable folders on REJECTED
+  wanted = listed.paths | "KeepImagesAndLabels" >> beam.Filter(keep)
+
+  if label_extension is None:  # Labels come from folders or another tree.
+    candidates = (
+        wanted
+        | "ToCandidate" >> beam.Map(lambda p: Candidate(os.fsdecode(p)))
+        # Spread the listing over workers before the decoding.
+        | "Spread" >> beam.Reshuffle())
+    found = (candidates, listed[REJECTED])
+  else:
+    paired = (
+        wanted
+        | "KeyByStem" >> beam.Map(lambda p: _key_by_stem(os.fsdecode(p)))
+        # (stem, path), both os.fsencode'd
+        | "GroupByStem" >> beam.GroupByKey()
+        # (stem, [paths])
+        | "PairWithLabel" >> beam.FlatMap(
+            _pair_with_label, label_extension).with_outputs(REJECTED, main="candidates"))
+    found = (paired.candidates, listed[REJECTED], paired[REJECTED])
+  return (
+      found
+      | "Gather" >> beam.Flatten()
+      # Candidate or rejection dict
+      | "Route" >> beam.FlatMap(_route).with_outputs(REJECTED, main="candidates"))
+
 
 
 # ---------------------------------------------------------------------------

@@ -61,7 +61,10 @@ class Serialize(beam.DoFn):
       self._cache = (vocabulary, features, serializer)
     _, features, serializer = self._cache
     example = features.encode_example(self._to_example(record))
-    yield split, record.content_hash, serializer.serialize_example(example)
+    # Deterministic: protobuf writes a map (tf.train.Example's features) in an order that
+    # differs between processes otherwise, and shards are promised byte-identical.
+    serialized = serializer.get_tf_example(example).SerializeToString(deterministic=True)
+    yield split, record.content_hash, serialized
 
 
 def _masked_crc32c(data: bytes) -> bytes:

@@ -98,14 +98,15 @@ def free_name(dest: str, *taken: Container[str]) -> str:
   return candidate
 
 
-def list_images(input_dir: str, output_dir: str) -> list[str]:
-  """Every image file under input_dir (recursively, sorted), skipping output_dir inside it."""
+def list_images(input_dir: str, output_dir: str) -> tuple[list[str], list[OSError]]:
+  """(every image file under input_dir, recursively, sorted, skipping output_dir inside it;
+  the errors of the folders that could not be listed: their images are not in the list)."""
   output_dir = os.path.realpath(output_dir)
-  paths = []
-  for root, dirs, names in os.walk(input_dir):
+  paths, errors = [], []
+  for root, dirs, names in os.walk(input_dir, onerror=errors.append):
     dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != output_dir)
     paths.extend(os.path.join(root, n) for n in sorted(names) if imaging.is_image_path(n))
-  return paths
+  return paths, errors
 
 
 def same_bytes(a: str, b: str) -> bool:
@@ -518,7 +519,9 @@ def screen(model_dir: str, input_dir: str, output_dir: str, *, mode: str = "copy
     Counts of this run's files: "ok", "ng", "unreadable" (decided and recorded), "skipped"
     (recorded by an earlier run), "recovered" (an interrupted run's journaled batch, now
     recorded), "retried" (an earlier run's failed transfers, now done), "failed" (copy or
-    move failed: left in place, not recorded, retried by the next run).
+    move failed: left in place, not recorded, retried by the next run),
+    "unreadable_folders" (folders that could not be listed, each logged: their images are
+    not screened nor recorded, so a later run screens them).
 
   Raises:
     ValueError: refused before any file was screened (see check_request, Screener);
@@ -542,12 +545,17 @@ def _screen_new_files(state: Screener, model_dir: str, threshold: float, batch_s
                       ) -> dict[str, int]:
   """screen's work once it holds the output folder: earlier runs' leftovers, then new files."""
   counts = dict.fromkeys(("ok", "ng", "unreadable", "skipped", "recovered", "retried",
-                          "failed"), 0)
+                          "failed", "unreadable_folders"), 0)
   counts["retried"], failed = state.retry_failed()
   counts["failed"] += failed
   counts["recovered"], failed = state.recover()
   counts["failed"] += failed
-  paths = list_images(state.input_dir, state.output_dir)
+  paths, errors = list_images(state.input_dir, state.output_dir)
+  counts["unreadable_folders"] = len(errors)
+  for e in errors:
+    logging.warning("cannot list %s (%s: %s): its images were not screened, nor recorded "
+                    "(a later run screens them once it can)", e.filename,
+                    type(e).__name__, e.strerror)
   todo = [p for p in paths if p not in state.done and p not in state.failed]
   counts["skipped"] = sum(p in state.done for p in paths)
   if not todo:
