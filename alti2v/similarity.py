@@ -45,7 +45,9 @@ DEFAULT_SHARD_SIZE = 32768  # Rows per shard: 256 MB at 4096 dimensions in float
 HNSW_NEIGHBOURS = 32  # HNSW's M: graph links per vector.
 DEFAULT_NPROBE = 16  # IVF lists searched per query.
 DEFAULT_EF_SEARCH = 64  # HNSW candidates kept while searching.
-_TRAIN_SAMPLE = 100_000  # Vectors an IVF's k-means or a scalar quantizer trains on, at most.
+# Vectors an index trains on, at most: 64 per IVF list (faiss asks for 39 or more; k-means
+# time grows with both), and at least 10,000 for a scalar quantizer's ranges.
+_TRAIN_PER_LIST, _TRAIN_MIN = 64, 10_000
 
 
 def _faiss():
@@ -268,9 +270,9 @@ def build_index(data: np.ndarray, metric: str, index_type: str):
     index = faiss.index_binary_factory(dimension, spec)
     as_rows = lambda rows: np.ascontiguousarray(rows, np.uint8)
   if not index.is_trained:
-    sample = data
-    if count > _TRAIN_SAMPLE:
-      sample = data[np.sort(np.random.default_rng(0).choice(count, _TRAIN_SAMPLE, False))]
+    sample, size = data, max(_TRAIN_MIN, _TRAIN_PER_LIST * _nlist(count))
+    if count > size:
+      sample = data[np.sort(np.random.default_rng(0).choice(count, size, replace=False))]
     index.train(as_rows(sample))
   for start in range(0, count, 65536):  # float16 → float32 a slice at a time.
     index.add(as_rows(data[start:start + 65536]))
