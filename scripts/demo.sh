@@ -75,6 +75,18 @@ PY
 kill "$SERVE"; wait "$SERVE" 2>/dev/null || true; trap - EXIT
 echo "(python -m alti2v.serve --model_dir $OUT/tagger, then open http://127.0.0.1:8000/ to try it)"
 
+echo "== 6b. Illustration2Vec feature vectors: embed the 2000 images, then the nearest of a"
+echo "       flipped copy of 000000.jpg shrunk to 0.6x"
+step python - "$OUT/images/0000/000000.jpg" "$OUT/near_copy.png" <<'PY'
+import sys
+from PIL import Image
+image = Image.open(sys.argv[1]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+image.resize((round(image.width * 0.6), round(image.height * 0.6))).save(sys.argv[2])
+PY
+step python -m alti2v.embed --model_dir "$OUT/tagger" --output "$OUT/vectors" --noprogress \
+  "$OUT/images"
+step python -m alti2v.similar --index "$OUT/vectors" -k 3 "$OUT/near_copy.png"
+
 echo "== 7. screening filter: hand-sorted positive/ (a red circle) and negative/ folders"
 rm -rf "$OUT/sorted" "$OUT/scraped" "$OUT/screened"
 step python -m alti2v.sample_data "$OUT/sorted" --layout folders --num_images 2000 --seed 1

@@ -13,14 +13,17 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "alti2v"
 COMMANDS = {"train", "evaluate", "predict", "screen", "caption", "sample_data", "dataset",
-            "export", "serve", "report"}
-SHARED = ("alti2v.data", "alti2v.models", "alti2v.training", "alti2v.metrics")
+            "export", "serve", "report", "embed", "similar"}
+SHARED = ("alti2v.data", "alti2v.models", "alti2v.training", "alti2v.metrics",
+          "alti2v.similarity")
 # Function-local imports allowed, with the reason: optional heavy dependencies, loaded
-# only when a caption is read (the `caption` extra), and alti2v.input_fn's lazy attribute.
+# only when a caption is read (the `caption` extra) or a similarity index is built (the
+# `similar` extra), and alti2v.input_fn's lazy attribute.
 LAZY = {("alti2v.tasks.caption.katakana", "fugashi"),
         ("alti2v.tasks.caption.katakana", "unidic_lite"),
         ("alti2v.tasks.caption.katakana", "jaconv"),
-        ("alti2v", "alti2v.data.input_pipeline.input_fn")}
+        ("alti2v", "alti2v.data.input_pipeline.input_fn"),
+        ("alti2v.similarity", "faiss")}
 
 
 def modules():

@@ -235,6 +235,7 @@ class TrainedRun:
     self.image_size = self.info["image_size"]
     self.stored_size = self.info.get("stored_image_size") or self.image_size
     self.thresholds = read_tag_thresholds(model_dir, self.vocabulary)
+    self._hidden = None  # hidden_model(), built on first use.
 
   def require_task(self, names: Collection[str], needed: str) -> None:
     """Raises ValueError "MODEL_DIR holds a TASK model; NEEDED" unless the task is in names."""
@@ -249,11 +250,48 @@ class TrainedRun:
     Args:
       progress: show the progress (data/progress.py) on stderr, its lines starting with label.
     """
+    return self._run_files(self.model, paths, batch_size, progress, label)
+
+  def embed_files(self, paths: Sequence[str], batch_size: int = 32,
+                  progress: bool = False, label: str = "embedding"
+                  ) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+    """(path, hidden-layer activations or None, error) per file, in order (score_files' road).
+
+    The activations are the input of the output layer: with a dense head (tagger, student,
+    screening filter) the `hidden_units` ReLU outputs, Illustration2Vec's feature vector.
+
+    Raises:
+      ValueError: the model does not end in one Dense layer over one image input.
+    """
+    return self._run_files(self.hidden_model(), paths, batch_size, progress, label)
+
+  def hidden_model(self) -> keras.Model:
+    """The model cut below its output layer: images → the output Dense layer's input.
+
+    Found by the layer's type, not its name, so runs written before the head's layers were
+    named still load.
+
+    Raises:
+      ValueError: the model does not end in one Dense layer over one image input (a
+        captioner's decoder).
+    """
+    if self._hidden is None:
+      output = self.model.layers[-1]
+      if (len(self.model.inputs) != 1 or len(self.model.outputs) != 1
+          or not isinstance(output, keras.layers.Dense)):
+        raise ValueError(f"{self.model_dir} holds a {self.task} model, which does not end "
+                         "in a dense head over the image: it has no feature vector")
+      self._hidden = keras.Model(self.model.inputs, output.input, name="hidden")
+    return self._hidden
+
+  def _run_files(self, model: keras.Model, paths: Sequence[str], batch_size: int,
+                 progress: bool, label: str
+                 ) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
     bar = progress_lib.maybe(progress, len(paths), label)
     try:
       for images, errors, batch_paths in image_files.image_dataset(
           paths, self.image_size, self.stored_size, batch_size):
-        scores = np.asarray(self.model.predict_on_batch(images), np.float32)
+        scores = np.asarray(model.predict_on_batch(images), np.float32)
         for path, error, row in zip(batch_paths.numpy(), errors.numpy(), scores):
           error = error.decode()
           yield os.fsdecode(path), None if error else row, error
