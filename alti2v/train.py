@@ -39,6 +39,16 @@ flags.DEFINE_enum("mixed_precision", "auto", list(config_lib.PRECISIONS),
 flags.DEFINE_integer("cpu_replicas", 0,
                      "Split the CPU into N logical devices and mirror over them (testing; "
                      "1 = the one-GPU path); 0 = off.")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
+                  "auto = mirror over all GPUs (or --cpu_replicas), else one device; "
+                  "mirrored; one_device; multi_worker = MultiWorkerMirroredStrategy over "
+                  "the cluster in TF_CONFIG (BUILD.md: Training past one machine).")
+flags.DEFINE_string("data_service", "",
+                    "grpc://HOST:PORT of a tf.data service dispatcher (python -m "
+                    "alti2v.data_service): its workers read and decode; empty = here.")
+flags.register_validator(
+    "data_service", lambda v: not v or v.startswith("grpc://"),
+    "--data_service must be grpc://HOST:PORT")
 flags.DEFINE_string("loss", "", "Empty = the task's loss; distill: bce (default) or kl.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Shuffle buffer, in examples.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
