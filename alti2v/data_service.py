@@ -8,12 +8,12 @@ Each process prints the address it serves ("dispatcher at grpc://HOST:PORT") and
 until killed. Workers read the dataset's files by their path: data_dir must be the same
 path on every worker (gs:// or a shared mount). BUILD.md says when this pays.
 """
-import sys
-
 from absl import app, flags, logging
 import tensorflow as tf
 
-ROLES = ("dispatcher", "worker")
+from alti2v.data import service
+
+ROLES = service.ROLES
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("port", 0, "Port to serve on; 0 = any free port (printed).")
 flags.DEFINE_string("host", "localhost",
@@ -27,51 +27,16 @@ flags.DEFINE_string("work_dir", None,
 flags.register_validator("port", lambda v: 0 <= v <= 65535, "--port must be in [0, 65535]")
 
 
-def start(role: str, port: int = 0, host: str = "localhost",
-          dispatcher_address: str = "", work_dir: str = ""):
-  """Starts a dispatcher or a worker server in this process and returns it (and its address).
-
-  Args:
-    role: "dispatcher" or "worker".
-    port: 0 = any free port.
-    host: the name others reach this machine by.
-    dispatcher_address: a worker's dispatcher, HOST:PORT or grpc://HOST:PORT.
-    work_dir: a dispatcher's journal directory ("" = none).
-
-  Returns:
-    (server, "grpc://HOST:PORT" it serves on).
-
-  Raises:
-    ValueError: an unknown role, or a worker without a dispatcher_address.
-  """
-  if role == "dispatcher":
-    server = tf.data.experimental.service.DispatchServer(
-        tf.data.experimental.service.DispatcherConfig(
-            port=port, work_dir=work_dir or None, fault_tolerant_mode=bool(work_dir)))
-    return server, f"grpc://{host}:{server.target.rsplit(':', 1)[1]}"
-  if role == "worker":
-    if not dispatcher_address:
-      raise ValueError("a worker needs --dispatcher_address HOST:PORT")
-    server = tf.data.experimental.service.WorkerServer(
-        tf.data.experimental.service.WorkerConfig(
-            dispatcher_address=dispatcher_address.removeprefix("grpc://"), port=port,
-            worker_address=f"{host}:%port%"))
-    # pylint: disable=protected-access
-    return server, f"grpc://{host}:{server._address.rsplit(':', 1)[1]}"
-  raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-
-
 def main(argv):
   logging.set_verbosity(logging.INFO)
   if len(argv) != 2 or argv[1] not in ROLES:
     raise SystemExit(f"usage: python -m alti2v.data_service {'|'.join(ROLES)} [flags]")
   try:
-    server, address = start(argv[1], FLAGS.port, FLAGS.host,
-                            FLAGS.dispatcher_address or "", FLAGS.work_dir or "")
+    server, address = service.start(argv[1], FLAGS.port, FLAGS.host,
+                                    FLAGS.dispatcher_address or "", FLAGS.work_dir or "")
   except (ValueError, tf.errors.OpError) as e:
     raise SystemExit(f"error: {getattr(e, 'message', e)}") from None
   print(f"{argv[1]} at {address}", flush=True)
-  sys.stdout.flush()
   server.join()
 
 

@@ -98,9 +98,9 @@ def measure_input_fn(data_dir: str, n: int, data_service: str = "") -> dict:
 
 def measure_service(data_dir: str, n: int) -> dict:
   """input_fn(data_service=...) through a dispatcher and one worker per core in this process."""
-  from alti2v import data_service  # pylint: disable=import-outside-toplevel
-  _, address = data_service.start("dispatcher")
-  workers = [data_service.start("worker", dispatcher_address=address)
+  from alti2v.data import service  # pylint: disable=import-outside-toplevel
+  _, address = service.start("dispatcher")
+  workers = [service.start("worker", dispatcher_address=address)
              for _ in range(os.cpu_count() or 1)]
   result = measure_input_fn(data_dir, n, data_service=address)
   result["workers"] = len(workers)

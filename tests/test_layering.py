@@ -12,7 +12,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "alti2v"
-COMMANDS = {"train", "evaluate", "predict", "screen", "caption", "sample_data", "dataset"}
+COMMANDS = {"train", "evaluate", "predict", "screen", "caption", "sample_data", "dataset",
+            "data_service"}
 SHARED = ("alti2v.data", "alti2v.models", "alti2v.training", "alti2v.metrics")
 # Function-local imports allowed, with the reason: optional heavy dependencies, loaded
 # only when a caption is read (the `caption` extra), and alti2v.input_fn's lazy attribute.
