@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import tempfile
+# Keras's TensorFlow trainer, patched for multi-worker runs (average_logs_over_workers).
+from keras.src.backend.tensorflow import trainer as keras_tf_trainer
 import tensorflow as tf
 
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
@@ -174,8 +176,7 @@ def average_logs_over_workers() -> None:
   ones a single worker would over the same global batch. Replaces Keras's private
   trainer.reduce_per_replica for the process (a multi-worker process trains one run).
   """
-  from keras.src.backend.tensorflow import trainer  # pylint: disable=import-outside-toplevel
-  original = trainer.reduce_per_replica
+  original = keras_tf_trainer.reduce_per_replica
   if getattr(original, "alti2v_patched", False):
     return
 
@@ -191,4 +192,4 @@ def average_logs_over_workers() -> None:
     return tf.nest.map_structure(mean, values)
 
   reduce_per_replica.alti2v_patched = True
-  trainer.reduce_per_replica = reduce_per_replica
+  keras_tf_trainer.reduce_per_replica = reduce_per_replica
