@@ -6,6 +6,7 @@ Intentionally kept short: the logic lives in alti2v.training (the loop) and alti
 (what is learned), which the tests import.
 """
 from absl import app, flags, logging
+import tensorflow as tf
 
 from alti2v import tasks
 from alti2v.models import backbones
@@ -39,6 +40,16 @@ flags.DEFINE_enum("mixed_precision", "auto", list(config_lib.PRECISIONS),
 flags.DEFINE_integer("cpu_replicas", 0,
                      "Split the CPU into N logical devices and mirror over them (testing; "
                      "1 = the one-GPU path); 0 = off.")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
+                  "auto = mirror over all GPUs (or --cpu_replicas), else one device; "
+                  "mirrored; one_device; multi_worker = MultiWorkerMirroredStrategy over "
+                  "the cluster in TF_CONFIG (BUILD.md: Training past one machine).")
+flags.DEFINE_string("data_service", "",
+                    "grpc://HOST:PORT of a tf.data service dispatcher (python -m "
+                    "alti2v.data_service): its workers read and decode; empty = here.")
+flags.register_validator(
+    "data_service", lambda v: not v or v.startswith("grpc://"),
+    "--data_service must be grpc://HOST:PORT")
 flags.DEFINE_string("loss", "", "Empty = the task's loss; distill: bce (default) or kl.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Shuffle buffer, in examples.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -63,6 +74,19 @@ def main(argv):
     # A run that cannot start (bad settings, no validation split, no weights) says
     # what to do in one line; a traceback would bury it.
     raise SystemExit(f"error: {e}") from None
+  except (tf.errors.UnavailableError, tf.errors.AbortedError,
+          tf.errors.DeadlineExceededError) as e:
+    if FLAGS.strategy != "multi_worker":
+      raise
+    # Another worker died: MultiWorkerMirroredStrategy cannot go on with fewer.
+    first_line = e.message.strip().splitlines()[0] if e.message.strip() else ""
+    raise SystemExit(
+        f"error: the cluster lost a worker ({first_line[:200]}); restart every worker "
+        "with the same command: the run resumes from its last epoch's backup") from None
+  if not info.get("chief", True):
+    print(f"worker done: best epoch {info['best_epoch']}, val_loss "
+          f"{info['best_val_loss']:.4f} (the chief wrote {FLAGS.model_dir})")
+    return
   print(f"model in {FLAGS.model_dir}: best epoch {info['best_epoch']}, "
         f"val_loss {info['best_val_loss']:.4f}")
 

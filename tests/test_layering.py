@@ -13,7 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "alti2v"
 COMMANDS = {"train", "evaluate", "predict", "screen", "caption", "sample_data", "dataset",
-            "export", "serve", "report", "embed", "similar"}
+            "export", "serve", "report", "embed", "similar", "data_service"}
 SHARED = ("alti2v.data", "alti2v.models", "alti2v.training", "alti2v.metrics",
           "alti2v.similarity")
 # Function-local imports allowed, with the reason: optional heavy dependencies, loaded

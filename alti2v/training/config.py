@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 MIN_IMAGE_SIZE = 32
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# alti2v.training.distribute.STRATEGIES (kept here too: the config imports no TensorFlow).
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,14 @@ class TrainConfig:
       bf16 instructions, float32 otherwise; or one of those names.
     cpu_replicas: split the CPU into N logical devices and mirror over them
       (testing MirroredStrategy without GPUs; 1 = the one-GPU path); 0 = off.
+    strategy: "auto" = MirroredStrategy over all GPUs (or cpu_replicas logical
+      CPUs), else one device; "mirrored", "one_device", or "multi_worker" =
+      MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (the chief writes
+      model_dir, which every worker must be able to read: BUILD.md).
+    data_service: "grpc://HOST:PORT" of a tf.data service dispatcher
+      (python -m alti2v.data_service): its workers read and decode the records,
+      each once per epoch; "" = decode here. Part of the machinery, not of the
+      run: a resume may change it.
     loss: "" = the task's loss; distill also takes "bce" or "kl".
     shuffle_buffer: examples in the shuffle buffer (stored JPEGs, ~25 kB each).
     seed: seed for initialisation, dropout, file order, shuffling and augmentations.
@@ -62,6 +72,8 @@ class TrainConfig:
   augmentations: Sequence[str] = ("flip",)
   mixed_precision: str = "auto"
   cpu_replicas: int = 0
+  strategy: str = "auto"
+  data_service: str = ""
   loss: str = ""
   shuffle_buffer: int = 2048
   seed: int = 0
@@ -75,6 +87,17 @@ class TrainConfig:
     if self.mixed_precision not in PRECISIONS:
       raise ValueError(f"mixed_precision must be one of {PRECISIONS}, "
                        f"got {self.mixed_precision!r}")
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+    if self.strategy in ("multi_worker", "one_device") and self.cpu_replicas > 1:
+      raise ValueError(f"cpu_replicas={self.cpu_replicas} splits the CPU for mirrored "
+                       f"training; --strategy={self.strategy} cannot use it")
+    if self.data_service and not self.data_service.startswith("grpc://"):
+      raise ValueError(f"data_service must be grpc://HOST:PORT (a tf.data service "
+                       f"dispatcher), got {self.data_service!r}")
+    if self.data_service and self.deterministic:
+      raise ValueError("deterministic training cannot read through a data service: its "
+                       "workers deliver in the order they finish")
     for name in ("batch_size", "epochs", "hidden_units", "shuffle_buffer"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -98,4 +121,4 @@ class TrainConfig:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   # Fields that may change between a run and its resumption.
-  RESUMABLE_CHANGES = ("epochs", "overwrite", "cpu_replicas")
+  RESUMABLE_CHANGES = ("epochs", "overwrite", "cpu_replicas", "data_service")

@@ -19,6 +19,7 @@ import tensorflow as tf
 from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
 from alti2v.data import input_pipeline
+from alti2v.training import distribute
 from alti2v.training import run_dir
 from alti2v.training.config import TrainConfig
 
@@ -47,15 +48,29 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
   then the epoch goes atomically to the metadata; a kill between the two leaves the new
   weights with the previous epoch's number (the epoch is trained once more), never a torn
   file. Overrides Keras's private _save_model (keras 3.15: setup.py pins the range).
+
+  In a multi-worker cluster every worker restores the chief's backup (restore_dir)
+  and writes its own (backup_dir; the chief's is restore_dir), as Keras's
+  multi-worker BackupAndRestore did: all restart from the same state.
   """
 
   _TMP_SUFFIX = ".tmp.weights.h5"  # save_weights wants a name ending in .weights.h5.
+
+  def __init__(self, backup_dir: str, restore_dir: Optional[str] = None, **kwargs):
+    super().__init__(backup_dir, **kwargs)
+    self._restore_dir = restore_dir or backup_dir
 
   def on_train_begin(self, logs=None):
     stale = self._weights_path + self._TMP_SUFFIX  # Left by a kill during a backup.
     if os.path.exists(stale):
       os.unlink(stale)
-    super().on_train_begin(logs)
+    own = self._weights_path, self._training_metadata_path
+    self._weights_path, self._training_metadata_path = (
+        os.path.join(self._restore_dir, os.path.basename(path)) for path in own)
+    try:
+      super().on_train_begin(logs)
+    finally:
+      self._weights_path, self._training_metadata_path = own
 
   def _save_model(self):
     os.makedirs(self.backup_dir, exist_ok=True)
@@ -64,32 +79,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     os.replace(tmp, self._weights_path)
     run_dir.write_json(self._training_metadata_path,
                        {"epoch": self._current_epoch, "batch": self._last_batch_seen})
-
-
-def setup_devices(cpu_replicas: int) -> tf.distribute.Strategy:
-  """MirroredStrategy over all GPUs, or over cpu_replicas logical CPUs; else the default.
-
-  Logical CPU devices can only be made before TensorFlow initialises its devices,
-  i.e. before the first op runs in the process.
-  """
-  gpus = tf.config.list_physical_devices("GPU")
-  if gpus:
-    logging.info("MirroredStrategy over %d GPU(s)", len(gpus))
-    return tf.distribute.MirroredStrategy()
-  if cpu_replicas >= 1:  # 1: the one-GPU path (MirroredStrategy, one replica) on a CPU.
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    if len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
-      try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
-      except RuntimeError as e:
-        raise RuntimeError(
-            f"cpu_replicas={cpu_replicas}: TensorFlow's devices were initialised "
-            "before the CPU could be split; split it first thing in the process") from e
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:cpu_replicas]]
-    logging.info("MirroredStrategy over %d logical CPU devices", len(devices))
-    return tf.distribute.MirroredStrategy(devices)
-  return tf.distribute.get_strategy()
 
 
 def cpu_has_bf16() -> bool:
@@ -111,13 +100,18 @@ def resolve_precision(name: str) -> str:
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-  """Saves the model of the best epoch by validation loss; the best survives resumes."""
+  """Saves the model of the best epoch by validation loss; the best survives resumes.
 
-  def __init__(self, model_dir: str, monitor: str = "val_loss"):
+  A multi-worker cluster's non-chief workers start from the chief's best (read_dir)
+  and write to their own directory: every worker saves in the same epochs.
+  """
+
+  def __init__(self, model_dir: str, monitor: str = "val_loss",
+               read_dir: Optional[str] = None):
     super().__init__()
     self._model_dir = model_dir
     self._monitor = monitor
-    self.best = run_dir.read_json(os.path.join(model_dir, run_dir.BEST_FILE)) or {
+    self.best = run_dir.read_json(os.path.join(read_dir or model_dir, run_dir.BEST_FILE)) or {
         "epoch": 0, monitor: float("inf")}
 
   def on_epoch_end(self, epoch, logs=None):
@@ -187,12 +181,15 @@ def train(config: TrainConfig, task: TrainableTask,
     model_info: task, vocabulary, best epoch and validation loss, precision,
     replicas, paths of the exported model.
   """
-  strategy = setup_devices(config.cpu_replicas)
+  strategy = distribute.make_strategy(config.strategy, config.cpu_replicas)
   # Checked before model_dir is touched: a run that cannot end well never starts.
   builder = dataset_lib.load_builder(config.data_dir)
   check_validation_split(config.data_dir, builder)
   check_task_fits_dataset(config, task, builder)
-  finished = run_dir.prepare(config)
+  chief = distribute.is_chief(strategy)
+  # Only the chief writes model_dir; another worker reads whether the run is finished
+  # (the chief decides the same from the same files, so that all stop or all train).
+  finished = run_dir.prepare(config) if chief else _finished_run(config)
   if finished is not None:
     logging.info("%s already holds a finished run of %d epochs: nothing to do "
                  "(--overwrite starts over)", config.model_dir, finished["epochs"])
@@ -225,7 +222,8 @@ def train(config: TrainConfig, task: TrainableTask,
           label_features=task.label_features,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed,
           deterministic=config.deterministic,
-          drop_remainder=training or replicas > 1)
+          drop_remainder=training or replicas > 1,
+          data_service=config.data_service)
       if task.pack is not None:
         ds = ds.map(task.pack, num_parallel_calls=tf.data.AUTOTUNE)
       # Validation is repeated and read for exactly validation_steps per epoch:
@@ -240,15 +238,19 @@ def train(config: TrainConfig, task: TrainableTask,
     model = task.build_model(config, num_outputs)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=task.make_loss(config.loss), metrics=task.metrics(num_outputs))
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    distribute.build_from_a_local_batch(model, strategy)
+    distribute.average_logs_over_workers()
+  out_dir = distribute.write_dir(config.model_dir, strategy)  # model_dir on the chief.
+  best = BestCheckpoint(out_dir, read_dir=config.model_dir)
   callbacks = [
       # The best first: killed between the two, the epoch is redone, not lost as a best.
-      BestCheckpoint(config.model_dir),
-      AtomicBackupAndRestore(os.path.join(config.model_dir, run_dir.BACKUP_DIR),
+      best,
+      AtomicBackupAndRestore(os.path.join(out_dir, run_dir.BACKUP_DIR),
+                             restore_dir=os.path.join(config.model_dir, run_dir.BACKUP_DIR),
                              delete_checkpoint=False),
-      keras.callbacks.CSVLogger(os.path.join(config.model_dir, run_dir.HISTORY_FILE),
-                                append=True),
-      keras.callbacks.TensorBoard(os.path.join(config.model_dir, run_dir.LOG_DIR),
-                                  profile_batch=0),
+      keras.callbacks.CSVLogger(os.path.join(out_dir, run_dir.HISTORY_FILE), append=True),
+      keras.callbacks.TensorBoard(os.path.join(out_dir, run_dir.LOG_DIR), profile_batch=0),
       *extra_callbacks,
   ]
   num_validation = builder.info.splits["validation"].num_examples
@@ -267,7 +269,20 @@ def train(config: TrainConfig, task: TrainableTask,
     # TF's message names an offset, not a file: find the shard.
     dataset_lib.verify_dataset(config.data_dir)
     raise dataset_lib.DatasetError(f"corrupt data in {config.data_dir}: {e.message}") from e
+  finally:
+    distribute.remove_write_dir(out_dir, config.model_dir)
+  if not chief:  # The chief exports; this worker's copy was thrown away.
+    return {"task": config.task, "epochs": config.epochs, "best_epoch": best.best["epoch"],
+            "best_val_loss": best.best["val_loss"], "replicas": replicas, "chief": False}
   return export(config, task, vocabulary, num_outputs, policy, replicas)
+
+
+def _finished_run(config: TrainConfig) -> Optional[dict]:
+  """What run_dir.prepare returns for config, read without writing (a non-chief worker)."""
+  info = run_dir.read_json(os.path.join(config.model_dir, run_dir.MODEL_INFO_FILE))
+  if config.overwrite or info is None or info["epochs"] < config.epochs:
+    return None
+  return info
 
 
 def export(config: TrainConfig, task: TrainableTask, vocabulary: Sequence[str],
