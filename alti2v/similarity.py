@@ -348,6 +348,33 @@ def open_query_run(vectors: Vectors, model_dir: Optional[str] = None) -> run_dir
   return run
 
 
+def nearest(vectors: Vectors, index, activations: np.ndarray, *, k: int = 10,
+            metric: str = "cosine", exclude: Optional[Sequence[Optional[str]]] = None,
+            nprobe: int = DEFAULT_NPROBE, ef_search: int = DEFAULT_EF_SEARCH
+            ) -> list[list[dict]]:
+  """The k nearest indexed images of each row of hidden-layer activations, in row order.
+
+  Args:
+    vectors: the vectors folder index was built from (load_index).
+    activations: float [N, dimension], as run.hidden_model() gives them (not normalised).
+    exclude: per row, an indexed path to leave out (its own), or None.
+  Returns:
+    per row [{"path", "score"}] (cosine similarity, best first) or [{"path", "distance"}]
+    (Hamming distance in bits, nearest first).
+  """
+  exclude = exclude or [None] * len(activations)
+  wanted = k + 1 if any(path is not None for path in exclude) else k
+  queries = normalize(activations) if metric == "cosine" else binarize(activations)
+  scores, ids = search(index, queries, wanted, nprobe=nprobe, ef_search=ef_search)
+  found = []
+  for own, row_scores, row_ids in zip(exclude, scores, ids):
+    hits = [(vectors.paths[i], s) for i, s in zip(row_ids, row_scores)
+            if i >= 0 and vectors.paths[i] != own][:k]
+    found.append([{"path": p, "score": round(float(s), 4)} if metric == "cosine"
+                  else {"path": p, "distance": int(s)} for p, s in hits])
+  return found
+
+
 def neighbours(vectors: Vectors, run: run_dir.TrainedRun, query_paths: Sequence[str], *,
                k: int = 10, metric: str = "cosine", index_type: str = "exact",
                exclude_self: bool = False, nprobe: int = DEFAULT_NPROBE,
@@ -362,21 +389,16 @@ def neighbours(vectors: Vectors, run: run_dir.TrainedRun, query_paths: Sequence[
     score 1 or distance 0) unless exclude_self drops its own path.
   """
   index = load_index(vectors, metric, index_type)
-  wanted = k + 1 if exclude_self else k
 
   def answer(batch):
     found = [(path, vector) for path, vector, _ in batch if vector is not None]
     results = {}
     if found:
-      rows = np.stack([vector for _, vector in found])
-      queries = normalize(rows) if metric == "cosine" else binarize(rows)
-      scores, ids = search(index, queries, wanted, nprobe=nprobe, ef_search=ef_search)
-      for (path, _), row_scores, row_ids in zip(found, scores, ids):
-        self_path = os.path.abspath(path) if exclude_self else None
-        hits = [(vectors.paths[i], s) for i, s in zip(row_ids, row_scores)
-                if i >= 0 and vectors.paths[i] != self_path][:k]
-        results[path] = [{"path": p, "score": round(float(s), 4)} if metric == "cosine"
-                         else {"path": p, "distance": int(s)} for p, s in hits]
+      hits = nearest(vectors, index, np.stack([vector for _, vector in found]), k=k,
+                     metric=metric, nprobe=nprobe, ef_search=ef_search,
+                     exclude=[os.path.abspath(path) if exclude_self else None
+                              for path, _ in found])
+      results = {path: row_hits for (path, _), row_hits in zip(found, hits)}
     for path, vector, error in batch:
       yield ({"query": path, "error": error} if vector is None
              else {"query": path, "neighbours": results[path]})
