@@ -104,6 +104,29 @@ def _replace_dir(tmp: str, output_dir: str) -> None:
   shutil.rmtree(old)
 
 
+def vectors_meta(model_dir: str, model_sha256: str, task: str, dimension: int, count: int,
+                 errors: int, shards: Sequence[dict]) -> dict:
+  """meta.json of a vectors folder (also written by beam_jobs.tag_images --feature_vectors).
+
+  Args:
+    model_dir: the run that made the vectors (where `similar` opens it by default).
+    model_sha256: model_fingerprint of that run.
+    shards: {"vectors", "bits", "count"} per shard, in row order.
+  """
+  return {
+      "format_version": FORMAT_VERSION,
+      "model_dir": model_dir,
+      "model_sha256": model_sha256,
+      "task": task,
+      "dimension": dimension,
+      "count": count,
+      "errors": errors,
+      "vectors": "float16, L2-normalised",
+      "bits": "np.packbits(activation > 0), zero-padded to whole bytes",
+      "shards": list(shards),
+  }
+
+
 def write_vectors(run: run_dir.TrainedRun, paths: Sequence[str], output_dir: str, *,
                   batch_size: int = 32, shard_size: int = DEFAULT_SHARD_SIZE,
                   progress: bool = False) -> dict:
@@ -168,18 +191,8 @@ def write_vectors(run: run_dir.TrainedRun, paths: Sequence[str], output_dir: str
       os.rename(os.path.join(tmp, f"vectors-{shard:05d}.npy"), os.path.join(tmp, name[0]))
       os.rename(os.path.join(tmp, f"bits-{shard:05d}.npy"), os.path.join(tmp, name[1]))
       names.append({"vectors": name[0], "bits": name[1], "count": rows_in_shard})
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "model_dir": os.path.abspath(run.model_dir),
-        "model_sha256": model_fingerprint(run),
-        "task": run.task,
-        "dimension": dimension,
-        "count": count,
-        "errors": errors,
-        "vectors": "float16, L2-normalised",
-        "bits": "np.packbits(activation > 0), zero-padded to whole bytes",
-        "shards": names,
-    }
+    meta = vectors_meta(os.path.abspath(run.model_dir), model_fingerprint(run), run.task,
+                        dimension, count, errors, names)
     run_dir.write_json(os.path.join(tmp, META_FILE), meta)  # Last: the folder is complete.
     _replace_dir(tmp, output_dir)
   except BaseException:
