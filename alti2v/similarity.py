@@ -104,6 +104,29 @@ def _replace_dir(tmp: str, output_dir: str) -> None:
   shutil.rmtree(old)
 
 
+def vectors_meta(model_dir: str, model_sha256: str, task: str, dimension: int, count: int,
+                 errors: int, shards: Sequence[dict]) -> dict:
+  """meta.json of a vectors folder (also written by beam_jobs.tag_images --feature_vectors).
+
+  Args:
+    model_dir: the run that made the vectors (where `similar` opens it by default).
+    model_sha256: model_fingerprint of that run.
+    shards: {"vectors", "bits", "count"} per shard, in row order.
+  """
+  return {
+      "format_version": FORMAT_VERSION,
+      "model_dir": model_dir,
+      "model_sha256": model_sha256,
+      "task": task,
+      "dimension": dimension,
+      "count": count,
+      "errors": errors,
+      "vectors": "float16, L2-normalised",
+      "bits": "np.packbits(activation > 0), zero-padded to whole bytes",
+      "shards": list(shards),
+  }
+
+
 def write_vectors(run: run_dir.TrainedRun, paths: Sequence[str], output_dir: str, *,
                   batch_size: int = 32, shard_size: int = DEFAULT_SHARD_SIZE,
                   progress: bool = False) -> dict:
@@ -168,18 +191,8 @@ def write_vectors(run: run_dir.TrainedRun, paths: Sequence[str], output_dir: str
       os.rename(os.path.join(tmp, f"vectors-{shard:05d}.npy"), os.path.join(tmp, name[0]))
       os.rename(os.path.join(tmp, f"bits-{shard:05d}.npy"), os.path.join(tmp, name[1]))
       names.append({"vectors": name[0], "bits": name[1], "count": rows_in_shard})
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "model_dir": os.path.abspath(run.model_dir),
-        "model_sha256": model_fingerprint(run),
-        "task": run.task,
-        "dimension": dimension,
-        "count": count,
-        "errors": errors,
-        "vectors": "float16, L2-normalised",
-        "bits": "np.packbits(activation > 0), zero-padded to whole bytes",
-        "shards": names,
-    }
+    meta = vectors_meta(os.path.abspath(run.model_dir), model_fingerprint(run), run.task,
+                        dimension, count, errors, names)
     run_dir.write_json(os.path.join(tmp, META_FILE), meta)  # Last: the folder is complete.
     _replace_dir(tmp, output_dir)
   except BaseException:
@@ -351,6 +364,33 @@ def open_query_run(vectors: Vectors, model_dir: Optional[str] = None) -> run_dir
   return run
 
 
+def nearest(vectors: Vectors, index, activations: np.ndarray, *, k: int = 10,
+            metric: str = "cosine", exclude: Optional[Sequence[Optional[str]]] = None,
+            nprobe: int = DEFAULT_NPROBE, ef_search: int = DEFAULT_EF_SEARCH
+            ) -> list[list[dict]]:
+  """The k nearest indexed images of each row of hidden-layer activations, in row order.
+
+  Args:
+    vectors: the vectors folder index was built from (load_index).
+    activations: float [N, dimension], as run.hidden_model() gives them (not normalised).
+    exclude: per row, an indexed path to leave out (its own), or None.
+  Returns:
+    per row [{"path", "score"}] (cosine similarity, best first) or [{"path", "distance"}]
+    (Hamming distance in bits, nearest first).
+  """
+  exclude = exclude or [None] * len(activations)
+  wanted = k + 1 if any(path is not None for path in exclude) else k
+  queries = normalize(activations) if metric == "cosine" else binarize(activations)
+  scores, ids = search(index, queries, wanted, nprobe=nprobe, ef_search=ef_search)
+  found = []
+  for own, row_scores, row_ids in zip(exclude, scores, ids):
+    hits = [(vectors.paths[i], s) for i, s in zip(row_ids, row_scores)
+            if i >= 0 and vectors.paths[i] != own][:k]
+    found.append([{"path": p, "score": round(float(s), 4)} if metric == "cosine"
+                  else {"path": p, "distance": int(s)} for p, s in hits])
+  return found
+
+
 def neighbours(vectors: Vectors, run: run_dir.TrainedRun, query_paths: Sequence[str], *,
                k: int = 10, metric: str = "cosine", index_type: str = "exact",
                exclude_self: bool = False, nprobe: int = DEFAULT_NPROBE,
@@ -365,21 +405,16 @@ def neighbours(vectors: Vectors, run: run_dir.TrainedRun, query_paths: Sequence[
     score 1 or distance 0) unless exclude_self drops its own path.
   """
   index = load_index(vectors, metric, index_type)
-  wanted = k + 1 if exclude_self else k
 
   def answer(batch):
     found = [(path, vector) for path, vector, _ in batch if vector is not None]
     results = {}
     if found:
-      rows = np.stack([vector for _, vector in found])
-      queries = normalize(rows) if metric == "cosine" else binarize(rows)
-      scores, ids = search(index, queries, wanted, nprobe=nprobe, ef_search=ef_search)
-      for (path, _), row_scores, row_ids in zip(found, scores, ids):
-        self_path = os.path.abspath(path) if exclude_self else None
-        hits = [(vectors.paths[i], s) for i, s in zip(row_ids, row_scores)
-                if i >= 0 and vectors.paths[i] != self_path][:k]
-        results[path] = [{"path": p, "score": round(float(s), 4)} if metric == "cosine"
-                         else {"path": p, "distance": int(s)} for p, s in hits]
+      hits = nearest(vectors, index, np.stack([vector for _, vector in found]), k=k,
+                     metric=metric, nprobe=nprobe, ef_search=ef_search,
+                     exclude=[os.path.abspath(path) if exclude_self else None
+                              for path, _ in found])
+      results = {path: row_hits for (path, _), row_hits in zip(found, hits)}
     for path, vector, error in batch:
       yield ({"query": path, "error": error} if vector is None
              else {"query": path, "neighbours": results[path]})

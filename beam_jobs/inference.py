@@ -1,6 +1,7 @@
 """Running a finished training run in Beam: a RunInference ModelHandler around run_dir.load.
 
   stored-form JPEG (image_files.stored_form) → PredictionResult(jpeg, the model's output row)
+  (with features: PredictionResult(jpeg, (output row, hidden-layer activations)))
 Each worker process loads the run once (RunInference shares it between the process's threads)
 and takes predict's road: image_files.model_inputs, then the model's predict_on_batch. Beside
 the jobs, not in stages/: it opens a trained run (alti2v.training, the tasks' registry).
@@ -15,6 +16,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+import keras
 
 from alti2v import tasks  # noqa: F401  Registers the tasks' custom layers before a load.
 from alti2v.data import image_files
@@ -81,8 +83,16 @@ class LoadedRun:
   model itself uses every core (TensorFlow's intra-op threads) within one call.
   """
 
-  def __init__(self, run: run_dir.TrainedRun):
+  def __init__(self, run: run_dir.TrainedRun, features: bool = False):
+    """Args:
+      features: the model also outputs the hidden-layer activations (run.hidden_model()'s
+        output, Illustration2Vec's feature vector): one pass through the backbone for both.
+    """
     self.run = run
+    self.features = features
+    self.model = (keras.Model(run.model.inputs,
+                              [run.model.outputs[0], run.hidden_model().outputs[0]])
+                  if features else run.model)
     self.lock = threading.Lock()
 
 
@@ -90,23 +100,26 @@ class TrainedRunHandler(ModelHandler[bytes, PredictionResult, LoadedRun]):
   """RunInference with a finished run: stored-form JPEG → PredictionResult(jpeg, output row).
 
   Wrap it in KeyedModelHandler to carry each image's path as the key. The row is what
-  TrainedRun.score_files gives predict for the same file: float32, one value per output name.
+  TrainedRun.score_files gives predict for the same file: float32, one value per output name;
+  with features, the inference is (that row, the activations TrainedRun.embed_files gives).
   """
 
   def __init__(self, model_dir: str, *, min_batch_size: int = 1, max_batch_size: int = 32,
-               share_across_processes: bool = False):
+               share_across_processes: bool = False, features: bool = False):
     """Args:
       model_dir: a finished run, local (on every worker) or gs://.
       min_batch_size, max_batch_size: the bounds of Beam's adaptive batching (BatchElements).
       share_across_processes: one model per machine instead of one per SDK process (a GPU
         worker: its memory holds one copy).
+      features: also return the hidden-layer activations (a tagger's or student's).
     """
     super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                      large_model=share_across_processes)
     self._model_dir = model_dir
+    self._features = features
 
   def load_model(self) -> LoadedRun:
-    return LoadedRun(open_run(self._model_dir))
+    return LoadedRun(open_run(self._model_dir), self._features)
 
   def run_inference(self, batch: Sequence[bytes], model: LoadedRun,
                     inference_args: Optional[dict[str, Any]] = None
@@ -117,10 +130,12 @@ class TrainedRunHandler(ModelHandler[bytes, PredictionResult, LoadedRun]):
       # bit differently: scored as two, a file's scores do not depend on Beam's batching.
       images = np.concatenate([images, images])
     with model.lock:
-      scores = np.asarray(model.run.model.predict_on_batch(images), np.float32)
-    # TODO(embed): Illustration2Vec's feature vectors (the penultimate layer) will come from
-    # TrainedRun's method for them; return (scores, features) here and let the job's
-    # --vector write them, once that method is merged.
+      outputs = model.model.predict_on_batch(images)
+    if model.features:
+      scores, hidden = (np.asarray(o, np.float32) for o in outputs)
+      return [PredictionResult(jpeg, (row, vector))
+              for jpeg, row, vector in zip(batch, scores, hidden)]  # zip: unpadded
+    scores = np.asarray(outputs, np.float32)
     return [PredictionResult(jpeg, row) for jpeg, row in zip(batch, scores)]  # zip: unpadded
 
   def get_num_bytes(self, batch: Sequence[bytes]) -> int:

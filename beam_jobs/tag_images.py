@@ -5,20 +5,28 @@
 The lines are predict's, file for file (alti2v.tasks.tagger.tag_line; each image takes the
 road of alti2v/data/image_files.py), scored with Beam's RunInference
 (beam_jobs/inference.py); a file that is no usable image goes to rejected-*.jsonl.
-summary.json is written last: its presence means the output is complete. BUILD.md has the rest.
+--feature_vectors also writes the hidden layer's activations (Illustration2Vec's feature
+vectors) to vectors/, a vectors folder as alti2v.embed writes it (alti2v/similarity.py), for
+`python -m alti2v.similar --index OUTPUT/vectors`. summary.json is written last: its presence
+means the output is complete. BUILD.md has the rest.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
+import math
 import os
-from typing import Any, Optional, Sequence
+import zlib
+from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+import numpy as np
 
+from alti2v import similarity
 from alti2v.data import image_files
 from alti2v.data import imaging
 from alti2v.tasks import tagger
@@ -35,6 +43,10 @@ REJECTED_PREFIX = "rejected"  # rejected-00000-of-00001.jsonl
 SUFFIX = ".jsonl"
 SUMMARY_FILE = "summary.json"  # Written last: the output is complete.
 TAGGED = "images_tagged"  # The counter of lines written to tags-*.jsonl.
+VECTORS_DIR = "vectors"  # --feature_vectors: a vectors folder (alti2v/similarity.py).
+EMBEDDED = "images_embedded"  # The counter of rows written to vectors/.
+# A shard's files before the last step names them (it alone knows how many there are).
+PART = ".part-{:05d}.{}"  # .part-00003.vectors.npy, .bits.npy, .paths.jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +57,12 @@ class Tagging:
     rules: how scores become a line (tagger.tag_rules: thresholds per tag and category,
       top-k, grouping, vector), as predict's.
     stored_size: the side the run's dataset stored images at (image_files.stored_form).
+    vectors_meta: with --feature_vectors, {"model_dir", "model_sha256", "task"} of
+      similarity.vectors_meta; None without.
   """
   rules: tagger.TagRules
   stored_size: int
+  vectors_meta: Optional[dict] = None  # --feature_vectors: the run's part of meta.json.
 
 
 class ReadStoredForm(beam.DoFn):
@@ -81,25 +96,118 @@ def to_line(path_and_result: tuple[bytes, PredictionResult], tagging: Tagging) -
   """(path, PredictionResult) → predict's JSON line for the file (no newline)."""
   path, result = path_and_result
   elements.counter(TAGGED).inc()
-  return image_files.json_line(tagger.tag_line(os.fsdecode(path), result.inference,
-                                               tagging.rules))
+  scores = result.inference[0] if tagging.vectors_meta else result.inference
+  return image_files.json_line(tagger.tag_line(os.fsdecode(path), scores, tagging.rules))
+
+
+def to_feature_row(path_and_result: tuple[bytes, PredictionResult]
+                   ) -> tuple[bytes, np.ndarray, np.ndarray]:
+  """(path, PredictionResult(jpeg, (scores, activations))) → (path, float16 unit vector,
+  packed bits): a row of a vectors folder, as similarity.write_vectors makes it."""
+  path, result = path_and_result
+  activations = result.inference[1]
+  return (path, similarity.normalize(activations).astype(np.float16),
+          similarity.binarize(activations))
+
+
+def vector_shard(row: tuple[bytes, np.ndarray, np.ndarray], count: int,
+                 shard_size: int) -> tuple[int, tuple[bytes, np.ndarray, np.ndarray]]:
+  """(shard, row): ceil(count / shard_size) shards, by a stable hash of the path (about
+  shard_size rows each; a rerun puts each file in the same shard)."""
+  shards = max(1, math.ceil(count / shard_size))
+  return zlib.crc32(row[0]) % shards, row
+
+
+def _index_path(path: bytes) -> str:
+  """The path a vectors folder stores: absolute, as embed's (a gs:// one as it is)."""
+  path = os.fsdecode(path)
+  return os.path.abspath(path) if files.is_local(path) else path
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+  buffer = io.BytesIO()
+  np.save(buffer, array)
+  tmp = path + ".tmp"
+  with FileSystems.create(tmp) as f:
+    f.write(buffer.getvalue())
+  FileSystems.rename([tmp], [path])
+
+
+class WriteVectorShard(beam.DoFn):
+  """(shard, rows) → the shard's vectors, bits and paths under vectors/ as .part-* files (each
+  temp + rename); yields {"part", "count", "dimension"}. Rows are sorted by path."""
+
+  def __init__(self, vectors_dir: str):
+    self._dir = vectors_dir
+
+  def process(self, shard_rows: tuple[int, Iterable[tuple[bytes, np.ndarray, np.ndarray]]]):
+    shard, rows = shard_rows
+    rows = sorted(rows, key=lambda row: row[0])
+    vectors = np.stack([row[1] for row in rows])
+    _save_npy(files.join(self._dir, PART.format(shard, "vectors.npy")), vectors)
+    _save_npy(files.join(self._dir, PART.format(shard, "bits.npy")),
+              np.stack([row[2] for row in rows]))
+    files.write_text(files.join(self._dir, PART.format(shard, "paths.jsonl.tmp")), "".join(
+        image_files.json_line({"path": _index_path(row[0])}) + "\n" for row in rows))
+    FileSystems.rename([files.join(self._dir, PART.format(shard, "paths.jsonl.tmp"))],
+                       [files.join(self._dir, PART.format(shard, "paths.jsonl"))])
+    elements.counter(EMBEDDED).inc(len(rows))
+    yield {"part": shard, "count": len(rows), "dimension": int(vectors.shape[1])}
+
+
+def finish_vectors(parts: Sequence[dict], rejections: Sequence[dict[str, str]],
+                   vectors_dir: str, run_meta: dict) -> dict:
+  """The vectors folder's last step: names the shards in row order, joins their paths into
+  paths.jsonl, writes the rejections as errors.jsonl, and meta.json last (read_vectors
+  reads a folder only once it is there). Returns meta.json's contents."""
+  if not parts:  # Nothing was tagged (summary.json says so): no vectors folder.
+    return {"count": 0, "dimension": 0}
+  parts = sorted(parts, key=lambda part: part["part"])
+  total, shards, paths = len(parts), [], []
+  for number, part in enumerate(parts):
+    names = (similarity.VECTORS_SHARD.format(number, total),
+             similarity.BITS_SHARD.format(number, total))
+    FileSystems.rename(
+        [files.join(vectors_dir, PART.format(part["part"], kind))
+         for kind in ("vectors.npy", "bits.npy")],
+        [files.join(vectors_dir, name) for name in names])
+    shards.append({"vectors": names[0], "bits": names[1], "count": part["count"]})
+    paths.append(files.join(vectors_dir, PART.format(part["part"], "paths.jsonl")))
+  with FileSystems.create(files.join(vectors_dir, similarity.PATHS_FILE + ".tmp")) as out:
+    for path in paths:
+      out.write(files.read_bytes(path))
+  FileSystems.rename([files.join(vectors_dir, similarity.PATHS_FILE + ".tmp")],
+                     [files.join(vectors_dir, similarity.PATHS_FILE)])
+  files.delete_paths(paths)
+  files.write_text(files.join(vectors_dir, similarity.ERRORS_FILE), "".join(
+      json.dumps({"path": r["path"], "error": f"{r['reason']}: {r['detail']}"},
+                 ensure_ascii=False) + "\n" for r in rejections))
+  meta = similarity.vectors_meta(
+      run_meta["model_dir"], run_meta["model_sha256"], run_meta["task"],
+      parts[0]["dimension"], sum(p["count"] for p in parts),
+      len(rejections), shards)
+  tmp = files.join(vectors_dir, similarity.META_FILE + ".tmp")
+  files.write_text(tmp, json.dumps(meta, indent=2) + "\n")
+  FileSystems.rename([tmp], [files.join(vectors_dir, similarity.META_FILE)])
+  return meta
 
 
 def _is_output(name: str) -> bool:
   """Whether a top-level name in --output_dir is one this job writes."""
-  return (name == SUMMARY_FILE or name.startswith("beam-temp-")
+  return (name in (SUMMARY_FILE, VECTORS_DIR) or name.startswith("beam-temp-")
           or (name.startswith((TAGS_PREFIX + "-", REJECTED_PREFIX + "-"))
               and name.endswith(SUFFIX)))
 
 
 def write_summary(written: Sequence[str], tagged: int, rejections: Sequence[dict[str, str]],
-                  args: argparse.Namespace) -> dict[str, Any]:
+                  args: argparse.Namespace, vectors: Sequence[dict] = ()) -> dict[str, Any]:
   """Writes summary.json, once every shard is in place: the output is complete.
 
   Args:
     written: the files the writes renamed into place.
     tagged: lines in tags-*.jsonl.
     rejections: the lines of rejected-*.jsonl.
+    vectors: with --feature_vectors, the vectors folder's meta.json (written before).
 
   Raises:
     ValueError: nothing was found under --input_dir (then no summary.json).
@@ -113,6 +221,8 @@ def write_summary(written: Sequence[str], tagged: int, rejections: Sequence[dict
       "output_dir": args.output_dir, "model_dir": args.model_dir, "tagged": tagged,
       "rejected": dict(sorted(reasons.items())),
       "files": sorted(os.path.basename(p) for p in written),
+      **({"vectors": {"folder": VECTORS_DIR, "count": vectors[0]["count"],
+                      "dimension": vectors[0]["dimension"]}} if vectors else {}),
       "args": {k: v for k, v in vars(args).items() if k != "overwrite"}}
   tmp = files.join(args.output_dir, SUMMARY_FILE + ".tmp")
   files.write_text(tmp, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -153,6 +263,13 @@ class TagImagesJob(job.Job):
                         help="\"tags\" as one list, best first, not grouped by category.")
     parser.add_argument("--vector", action=flags.BoolFlag, default=False,
                         help="Add the tag-probability vector to each line (as predict).")
+    parser.add_argument("--feature_vectors", action=flags.BoolFlag, default=False,
+                        help="Also write each image's feature vector (the hidden layer "
+                        "below the tags) to OUTPUT/vectors/, a vectors folder for python -m "
+                        "alti2v.similar --index OUTPUT/vectors.")
+    parser.add_argument("--vectors_shard_size", type=int,
+                        default=similarity.DEFAULT_SHARD_SIZE,
+                        help="--feature_vectors: about this many vectors per shard.")
     parser.add_argument("--min_batch_size", type=int, default=1,
                         help="Smallest batch Beam's adaptive batching gives the model.")
     parser.add_argument("--max_batch_size", type=int, default=32,
@@ -179,6 +296,8 @@ class TagImagesJob(job.Job):
     if args.max_batch_size < args.min_batch_size:
       raise ValueError(f"--max_batch_size must be >= --min_batch_size "
                        f"({args.min_batch_size}), got {args.max_batch_size}")
+    if args.vectors_shard_size < 1:
+      raise ValueError(f"--vectors_shard_size must be >= 1, got {args.vectors_shard_size}")
     if args.num_shards < 0:
       raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
     files.check_filesystem(args.model_dir)
@@ -194,6 +313,12 @@ class TagImagesJob(job.Job):
                 args.category_thresholds, args.general_threshold, args.character_threshold),
             top_k=args.top_k, vector=args.vector, grouped=not args.flat),
         run.stored_size)
+    if args.feature_vectors:
+      run.hidden_model()  # ValueError: no feature vector (before anything is written).
+      self._tagging = dataclasses.replace(self._tagging, vectors_meta={
+          "model_dir": (os.path.abspath(args.model_dir) if files.is_local(args.model_dir)
+                        else args.model_dir),
+          "model_sha256": similarity.model_fingerprint(run), "task": run.task})
     files.prepare_output_dir(args.output_dir, args.overwrite, marker=SUMMARY_FILE,
                              is_output=_is_output)
 
@@ -207,12 +332,11 @@ class TagImagesJob(job.Job):
     handler = inference.TrainedRunHandler(
         args.model_dir, min_batch_size=args.min_batch_size,
         max_batch_size=args.max_batch_size,
-        share_across_processes=args.share_model_across_processes)
-    lines = (
-        stored.images
-        | "RunInference" >> RunInference(KeyedModelHandler(handler))
-        # (path bytes, PredictionResult(jpeg, scores))
-        | "ToLines" >> beam.Map(to_line, tagging))
+        share_across_processes=args.share_model_across_processes,
+        features=args.feature_vectors)
+    results = stored.images | "RunInference" >> RunInference(KeyedModelHandler(handler))
+    # (path bytes, PredictionResult(jpeg, scores or (scores, activations)))
+    lines = results | "ToLines" >> beam.Map(to_line, tagging)
     # predict's JSON line
     rejections = (
         (discovered[REJECTED], stored[REJECTED])
@@ -228,13 +352,34 @@ class TagImagesJob(job.Job):
         | "WriteRejected" >> beam.io.WriteToText(
             files.join(args.output_dir, REJECTED_PREFIX), file_name_suffix=SUFFIX))
     tagged = lines | "CountLines" >> beam.combiners.Count.Globally()
+    if args.feature_vectors:
+      vectors_dir = files.join(args.output_dir, VECTORS_DIR)
+      rows = results | "ToFeatureRows" >> beam.Map(to_feature_row)
+      # (path bytes, float16 unit vector, packed bits)
+      vectors = (
+          rows
+          | "AssignVectorShards" >> beam.Map(
+              vector_shard, count=beam.pvalue.AsSingleton(tagged),
+              shard_size=args.vectors_shard_size)
+          # (shard, row)
+          | "GroupVectorShards" >> beam.GroupByKey()
+          | "WriteVectorShards" >> beam.ParDo(WriteVectorShard(vectors_dir))
+          # {"part", "count", "dimension"}
+          | "GatherVectorShards" >> beam.combiners.ToList()
+          | "FinishVectors" >> beam.Map(
+              finish_vectors, rejections=beam.pvalue.AsList(rejections),
+              vectors_dir=vectors_dir, run_meta=tagging.vectors_meta))
+      # meta.json of vectors/
+    else:
+      vectors = p | "NoVectors" >> beam.Create([])
     _ = (
         (written_tags, written_rejected)
         | "AllWritten" >> beam.Flatten()
         | "GatherWritten" >> beam.combiners.ToList()
         | "WriteSummary" >> beam.Map(
             write_summary, tagged=beam.pvalue.AsSingleton(tagged),
-            rejections=beam.pvalue.AsList(rejections), args=args))
+            rejections=beam.pvalue.AsList(rejections), args=args,
+            vectors=beam.pvalue.AsList(vectors)))
 
   def summarize(self, args: argparse.Namespace, result) -> dict[str, Any]:
     """summary.json, as written, without the flags."""

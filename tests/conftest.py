@@ -82,3 +82,19 @@ def screen_model(screen_dataset, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("screen_model")
   tasks.train(tiny_config(data, model_dir, task="screen", steps_per_epoch=3))
   return str(model_dir)
+
+
+@pytest.fixture(scope="session")
+def tagger_index(trained_tagger, tiny_dataset, tmp_path_factory):
+  """(vectors folder, its image paths): 20 of tiny_dataset's images embedded by
+  `python -m alti2v.embed` with trained_tagger (serve --index)."""
+  import subprocess
+  import sys
+  images, _ = tiny_dataset
+  paths = sorted(os.path.join(root, name) for root, _, names in os.walk(images)
+                 for name in names if name.endswith((".jpg", ".png")))[:20]
+  out = str(tmp_path_factory.mktemp("tagger_index") / "vectors")
+  subprocess.run([sys.executable, "-m", "alti2v.embed", "--model_dir", trained_tagger[1],
+                  "--output", out, "--noprogress", *paths],
+                 check=True, capture_output=True, timeout=300)
+  return out, paths

@@ -1,5 +1,6 @@
 """The JSON API of `python -m alti2v.serve` (alti2v/serving): answers per task, batches in order,
-every bad upload a clear 4xx (never a 500), the upload cap, the similar-images hook."""
+tags under the run's categories (and the rating), every bad upload a clear 4xx (never a 500),
+the upload cap, the similar-images hook and a real index (serve --index)."""
 import io
 import os
 import shutil
@@ -11,9 +12,11 @@ import pytest
 from fastapi import testclient
 from PIL import Image
 
+from alti2v import similarity
 from alti2v.serving import answers
 from alti2v.serving import app as app_lib
 from alti2v.tasks import tagger as tagger_lib
+from alti2v.tasks.tagger import categories as categories_lib
 from alti2v.training import run_dir
 from tests import fixtures
 
@@ -63,12 +66,22 @@ def test_batch_answers_in_order_as_predict(client, tagger_run, tiny_dataset, tmp
   # The same road as predict: the same tags and scores, here with a category each.
   png = tmp_path / "alpha.png"
   png.write_bytes(fixtures.rgba_png())
-  expected = list(tagger_lib.tag_lines(tagger_run, paths + [str(png)], threshold=0.0))
+  expected = list(tagger_lib.tag_lines(tagger_run, paths + [str(png)], threshold=0.0,
+                                       grouped=False))
+  # Each tag under the category the sample's categories file gives it (general otherwise).
+  with open(os.path.join(os.path.dirname(tiny_dataset[0]), "tag_categories.csv"),
+            encoding="utf-8") as f:
+    in_file = categories_lib.parse_categories_csv(f.read())
+  for tag, category in (("red_circle", "character"), ("striped_background", "copyright"),
+                        ("one_shape", "meta"), ("red", "general")):
+    assert in_file.get(tag, "general") == category
   for result, line in zip(results, expected):
     assert len(result["tags"]) == len(tagger_run.vocabulary)
     assert {t["tag"]: t["score"] for t in result["tags"]} == pytest.approx(
         {t["tag"]: t["score"] for t in line["tags"]}, abs=2e-4)
-    assert {t["category"] for t in result["tags"]} == {answers.GENERAL}
+    assert {t["tag"]: t["category"] for t in result["tags"]} == {
+        t: in_file.get(t, "general") for t in tagger_run.vocabulary}
+    assert "rating" not in result  # The sample has no rating tags.
     scores = [t["score"] for t in result["tags"]]
     assert scores == sorted(scores, reverse=True)
     assert "similar" not in result  # No index given: the hook is absent.
@@ -88,7 +101,7 @@ def test_threshold_top_k_and_a_raw_image_body(client, tagger_run, tiny_dataset):
   # Default: predict's own default (no calibration here: 0.5 for every tag).
   (line,) = tagger_lib.tag_lines(tagger_run, [path])
   default = post_files(client, [("a.jpg", data)]).json()["results"][0]["tags"]
-  assert [t["tag"] for t in default] == [t["tag"] for t in line["tags"]]
+  assert [t["tag"] for t in default] == tagger_lib.line_tags(line)
   raw = client.post("/v1/tag", content=data, headers={"Content-Type": "image/jpeg"},
                     params={"threshold": 0.0})
   assert raw.status_code == 200 and raw.json()["results"] == [
@@ -148,7 +161,8 @@ def test_requests_without_images_or_over_the_limits_are_4xx(client, tiny_dataset
 def test_info_and_page(client):
   info = client.get("/v1/info").json()
   assert info == {"task": "tagger", "kind": "tags", "image_size": 32, "similar": False,
-                  "threshold": 0.5, "calibrated": False, "categories": ["general"],
+                  "threshold": 0.5, "calibrated": False, "rating": False,
+                  "categories": ["general", "character", "copyright", "meta"],
                   "max_upload_bytes": MAX_UPLOAD, "max_files": 4, "max_pixels": MAX_PIXELS}
   page = client.get("/")
   assert page.status_code == 200 and 'id="threshold"' in page.text
@@ -199,11 +213,110 @@ def test_screening_filter_answers_keep_or_drop(screen_model, screen_dataset, tmp
     assert [r["decision"] for r in everything] == ["keep"] * 4
 
 
-def test_the_command_refuses_an_index_and_a_folder_without_a_run(tmp_path):
-  for extra, message in ((["--index", str(tmp_path)], "--index: similarity search"),
-                         ([], "holds no finished training run")):
+def test_the_rating_is_the_best_rating_tag_apart_from_the_tags(trained_tagger, tiny_dataset,
+                                                                tmp_path):
+  """A run whose categories name rating tags: as predict, the best one is "rating"."""
+  model_dir = str(tmp_path / "rated")
+  shutil.copytree(trained_tagger[1], model_dir)
+  run = run_dir.load(model_dir)
+  categories = categories_lib.read_categories(model_dir, run.vocabulary)
+  rated = [0, 1]  # Two tags become rating tags (as "general"/"sensitive" in WD14).
+  for j in rated:
+    categories[j] = categories_lib.RATING
+  with open(os.path.join(model_dir, "tags.categories.txt"), "w", encoding="utf-8") as f:
+    f.write(categories_lib.categories_text(categories))
+  answerer = answers.Answerer(run_dir.load(model_dir))
+  assert answerer.info()["rating"] is True
+  assert "rating" not in answerer.info()["categories"]
+  (path,) = sample_paths(tiny_dataset[0], 1)
+  (result,) = answerer.answer([answers.Upload("a.jpg", open(path, "rb").read())], 0.0)
+  (line,) = tagger_lib.tag_lines(run_dir.load(model_dir), [path], threshold=0.0)
+  assert result["rating"]["tag"] == line["rating"]["tag"]
+  assert result["rating"]["tag"] in {run.vocabulary[j] for j in rated}
+  assert result["rating"]["score"] == pytest.approx(line["rating"]["score"], abs=2e-4)
+  assert {t["tag"] for t in result["tags"]} == set(run.vocabulary) - {
+      run.vocabulary[j] for j in rated}
+
+
+@pytest.fixture(scope="module")
+def indexed_client(tagger_run, tagger_index):
+  vectors = similarity.read_vectors(tagger_index[0])
+  run = similarity.open_query_run(vectors, tagger_run.model_dir)
+  answerer = answers.Answerer(run, similar=answers.SimilarImages(vectors, run, k=5))
+  with testclient.TestClient(app_lib.create_app(answerer)) as c:
+    yield c
+
+
+def test_an_indexed_upload_finds_itself_first(indexed_client, tagger_index):
+  _, indexed = tagger_index
+  info = indexed_client.get("/v1/info").json()
+  assert (info["similar"], info["similar_k"], info["metric"], info["indexed"]) == (
+      True, 5, "cosine", len(indexed))
+  queries = [indexed[3], indexed[11]]
+  reply = post_files(indexed_client, [(os.path.basename(p), open(p, "rb").read())
+                                      for p in queries])
+  assert reply.status_code == 200, reply.text
+  vectors = similarity.read_vectors(tagger_index[0])
+  for query, result in zip(queries, reply.json()["results"]):
+    similar = result["similar"]
+    assert len(similar) == 5 and result["tags"] is not None
+    # Itself first, at cosine 1 (the upload's road is the indexed file's: predict's).
+    assert similar[0]["path"] == os.path.abspath(query)
+    assert similar[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    scores = [hit["score"] for hit in similar]
+    assert scores == sorted(scores, reverse=True)
+    assert [vectors.paths[hit["i"]] for hit in similar] == [hit["path"] for hit in similar]
+  # As `similar` answers for the same file.
+  (line,) = similarity.neighbours(vectors, similarity.open_query_run(vectors), [queries[0]],
+                                  k=5)
+  first = reply.json()["results"][0]["similar"]
+  assert [h["path"] for h in first] == [h["path"] for h in line["neighbours"]]
+  assert [h["score"] for h in first] == pytest.approx(
+      [h["score"] for h in line["neighbours"]], abs=2e-3)
+
+
+def test_thumbnails_only_of_indexed_images_by_number(indexed_client, tagger_index):
+  _, indexed = tagger_index
+  vectors = similarity.read_vectors(tagger_index[0])
+  reply = indexed_client.get("/v1/thumbnail", params={"i": 2})
+  assert reply.status_code == 200 and reply.headers["content-type"] == "image/jpeg"
+  thumb = Image.open(io.BytesIO(reply.content))
+  assert thumb.format == "JPEG"
+  width, height = Image.open(vectors.paths[2]).size
+  assert max(thumb.size) == answers.THUMBNAIL_SIZE < max(width, height)
+  assert thumb.size[0] / thumb.size[1] == pytest.approx(width / height, rel=0.02)
+  for bad in (len(indexed), -1, 10**9):
+    reply = indexed_client.get("/v1/thumbnail", params={"i": bad})
+    assert reply.status_code == 404 and "no indexed image" in reply.json()["error"], bad
+  for bad in ("../../etc/passwd", vectors.paths[0]):  # Never a path.
+    assert indexed_client.get("/v1/thumbnail", params={"i": bad}).status_code == 422
+
+
+def test_hamming_finds_itself_at_distance_0(tagger_run, tagger_index):
+  vectors = similarity.read_vectors(tagger_index[0])
+  hook = answers.SimilarImages(vectors, tagger_run, k=3, metric="hamming")
+  answerer = answers.Answerer(tagger_run, similar=hook)
+  path = tagger_index[1][7]
+  (result,) = answerer.answer([answers.Upload("q.jpg", open(path, "rb").read())])
+  distances = [hit["distance"] for hit in result["similar"]]
+  assert result["similar"][0]["distance"] == 0 and distances == sorted(distances)
+  assert os.path.abspath(path) in [hit["path"] for hit in result["similar"] if
+                                   hit["distance"] == 0]
+
+
+def test_no_thumbnail_without_an_index(client):
+  reply = client.get("/v1/thumbnail", params={"i": 0})
+  assert reply.status_code == 404 and "without --index" in reply.json()["error"]
+
+
+def test_the_command_refuses_a_bad_index_or_another_model(tmp_path, tagger_index,
+                                                          screen_model):
+  for model_dir, extra, message in (
+      (str(tmp_path), [], "holds no finished training run"),
+      (screen_model, ["--index", str(tmp_path)], "holds no vectors"),
+      (screen_model, ["--index", tagger_index[0]], "is not the model")):
     result = subprocess.run(
-        [sys.executable, "-m", "alti2v.serve", "--model_dir", str(tmp_path), *extra],
+        [sys.executable, "-m", "alti2v.serve", "--model_dir", model_dir, *extra],
         capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.returncode != 0 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
-"""The tagging page in a real browser: `python -m alti2v.serve` as a subprocess on 127.0.0.1,
-driven by Debian's headless chromium through Selenium (no browser is downloaded).
+"""The tagging page in a real browser: `python -m alti2v.serve --index` as a subprocess on
+127.0.0.1, driven by Debian's headless chromium through Selenium (no browser is downloaded):
+tags under their categories, the threshold slider, the similar images with thumbnails.
 
 A missing chromium is a failure, not a skip: scripts/setup_env.sh (the README's test command)
 installs it. ALTI2V_SCREENSHOT=PATH also saves the screenshot there (docs/serve.png).
@@ -22,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 FLOOR = 0.01  # The page's floor (static/index.html): every tag above it is fetched once.
+CATEGORIES = ("general", "character", "copyright", "meta")  # The sample's, in predict's order.
 
 
 def free_port() -> int:
@@ -31,14 +33,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(trained_tagger, tmp_path_factory):
-  """The URL of `python -m alti2v.serve` serving the tiny tagger."""
+def server(trained_tagger, tagger_index, tmp_path_factory):
+  """The URL of `python -m alti2v.serve` serving the tiny tagger, with its index."""
   _, model_dir = trained_tagger
   port = free_port()
   log = tmp_path_factory.mktemp("serve") / "serve.log"
   with open(log, "w") as out:
     process = subprocess.Popen(
-        [sys.executable, "-m", "alti2v.serve", "--model_dir", model_dir, "--port", str(port)],
+        [sys.executable, "-m", "alti2v.serve", "--model_dir", model_dir, "--port", str(port),
+         "--index", tagger_index[0], "--similar_k", "3"],
         stdout=out, stderr=subprocess.STDOUT)
   url = f"http://127.0.0.1:{port}"
   try:
@@ -88,13 +91,16 @@ def shown_tags(driver) -> list[str]:
           if e.is_displayed()]
 
 
-def test_upload_shows_tags_and_the_slider_refilters(server, browser, tiny_dataset, tmp_path):
+def test_upload_shows_tags_and_the_slider_refilters(server, browser, tiny_dataset,
+                                                    tagger_index, tmp_path):
   images, _ = tiny_dataset
   image = os.path.join(images, "0000", "000001.jpg")
+  assert image in tagger_index[1]
   api = httpx.post(f"{server}/v1/tag", params={"threshold": FLOOR},
                    files=[("file", ("000001.jpg", open(image, "rb").read()))]).json()
-  expected = api["results"][0]["tags"]
-  assert expected, "the model scores no tag above the page's floor"
+  assert api["results"][0]["tags"], "the model scores no tag above the page's floor"
+  # The page shows them by category (predict's order), best first within each.
+  expected = sorted(api["results"][0]["tags"], key=lambda t: CATEGORIES.index(t["category"]))
 
   browser.get(server)
   WebDriverWait(browser, 30).until(
@@ -106,12 +112,32 @@ def test_upload_shows_tags_and_the_slider_refilters(server, browser, tiny_datase
   assert not browser.find_elements(By.CSS_SELECTOR, ".result .error")
   assert browser.find_element(By.CSS_SELECTOR, ".result .name").text == "000001.jpg"
 
-  # Every tag the API gives, with its score, in the order given, under its category.
+  # Every tag the API gives, with its score, in that order, under its category.
   rows = browser.find_elements(By.CSS_SELECTOR, ".tag")
   assert [(r.get_attribute("data-tag"), float(r.get_attribute("data-score"))) for r in rows] == [
       (t["tag"], t["score"]) for t in expected]
-  assert [h.text.lower() for h in browser.find_elements(By.CSS_SELECTOR, ".category h3")
-          if h.is_displayed()] == ["general"]
+  # Grouped: a section per category in predict's order, each tag in its own.
+  assert all(r.get_attribute("data-category") == t["category"] for r, t in zip(rows, expected))
+  sections = [s.get_attribute("data-category")
+              for s in browser.find_elements(By.CSS_SELECTOR, ".category")]
+  assert sections == list(CATEGORIES)
+  for section in browser.find_elements(By.CSS_SELECTOR, ".category"):
+    category = section.get_attribute("data-category")
+    assert [r.get_attribute("data-tag") for r in section.find_elements(By.CSS_SELECTOR, ".tag")
+            ] == [t["tag"] for t in expected if t["category"] == category]
+
+  # The similar images: the API's list, the upload itself first, each with its thumbnail.
+  similar = api["results"][0]["similar"]
+  assert len(similar) == 3 and similar[0]["path"] == os.path.abspath(image)
+  hits = browser.find_elements(By.CSS_SELECTOR, "ol.similar .hit")
+  assert [h.get_attribute("data-path") for h in hits] == [s["path"] for s in similar]
+  assert hits[0].find_element(By.CSS_SELECTOR, ".score").text == f"{similar[0]['score']:.3f}"
+  WebDriverWait(browser, 30).until(lambda d: all(
+      d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+      for img in d.find_elements(By.CSS_SELECTOR, ".hit img.thumb")))
+  thumbs = browser.find_elements(By.CSS_SELECTOR, ".hit img.thumb")
+  assert [t.get_attribute("src").split("?")[1] for t in thumbs] == [
+      f"i={s['i']}" for s in similar]
 
   def expect_at(value):
     """The page shows exactly the tags scoring >= value, and counts them."""

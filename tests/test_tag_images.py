@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 from apache_beam.metrics.metric import MetricsFilter
+import numpy as np
 import pytest
 
+from alti2v import similarity
 from alti2v.tasks import tagger
 from alti2v.training import run_dir
 from beam_jobs import inference
@@ -165,3 +167,53 @@ def test_a_run_is_copied_with_the_files_it_is_opened_with(trained_tagger, tmp_pa
   assert copy.model.count_params() == original.model.count_params()
   with pytest.raises(FileNotFoundError, match="holds no finished training run"):
     inference.copy_run(str(tmp_path / "nothing"), str(tmp_path))
+
+
+def test_feature_vectors_are_a_vectors_folder_for_similar(trained_tagger, tagger_index,
+                                                          tmp_path):
+  """--feature_vectors: vectors/ is embed's folder for the same images; `similar` reads it."""
+  _, model_dir = trained_tagger
+  index_dir, indexed = tagger_index  # `python -m alti2v.embed` over 20 sample images.
+  source = tmp_path / "images"
+  copies = {}
+  for i, path in enumerate(indexed[:12]):
+    folder = source / f"part{i % 3}"
+    folder.mkdir(parents=True, exist_ok=True)
+    copies[str(folder / os.path.basename(path))] = path
+    shutil.copy(path, folder / os.path.basename(path))
+  (source / "broken.jpg").write_bytes(fixtures.truncated_jpeg())
+  out = tmp_path / "out"
+  result = run_job(model_dir, source, out, "--feature_vectors", "--vectors_shard_size", "5")
+
+  vectors = similarity.read_vectors(str(out / tag_images.VECTORS_DIR))
+  assert vectors.meta["count"] == 12 and vectors.meta["errors"] == 1
+  assert [s["vectors"] for s in vectors.meta["shards"]] == [
+      similarity.VECTORS_SHARD.format(i, 3) for i in range(3)]
+  assert sorted(os.listdir(out / tag_images.VECTORS_DIR)) == sorted(
+      [similarity.META_FILE, similarity.PATHS_FILE, similarity.ERRORS_FILE]
+      + [s[kind] for s in vectors.meta["shards"] for kind in ("vectors", "bits")])
+  (error,) = similarity.read_errors(str(out / tag_images.VECTORS_DIR))
+  assert error["path"] == str(source / "broken.jpg") and error["error"].startswith("truncated")
+  assert sorted(vectors.paths) == sorted(copies)
+  # The same vectors as embed's for the same images, to float16 precision, and the same bits.
+  embedded = similarity.read_vectors(index_dir)
+  row_of = {path: i for i, path in enumerate(embedded.paths)}
+  rows = [row_of[copies[path]] for path in vectors.paths]
+  np.testing.assert_allclose(vectors.vectors.astype(np.float32),
+                             embedded.vectors[rows].astype(np.float32), atol=1e-3, rtol=0)
+  np.testing.assert_array_equal(vectors.bits, embedded.bits[rows])
+  assert vectors.meta["model_sha256"] == embedded.meta["model_sha256"]
+  counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+      MetricsFilter().with_namespace(elements.NAMESPACE))["counters"]}
+  assert counters[tag_images.EMBEDDED] == counters[tag_images.TAGGED] == 12
+  summary = json.loads((out / tag_images.SUMMARY_FILE).read_text(encoding="utf-8"))
+  assert summary["vectors"] == {"folder": "vectors", "count": 12,
+                                "dimension": embedded.meta["dimension"]}
+
+  query = sorted(copies)[4]
+  found = subprocess.run(
+      [sys.executable, "-m", "alti2v.similar", "--index", str(out / "vectors"), "--k", "3",
+       query], capture_output=True, text=True, check=True, timeout=300)
+  (line,) = [json.loads(l) for l in found.stdout.splitlines()]
+  assert line["neighbours"][0]["path"] == query
+  assert line["neighbours"][0]["score"] == pytest.approx(1.0, abs=1e-3)

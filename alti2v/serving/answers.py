@@ -1,8 +1,10 @@
 """What a trained run says about uploaded images, per task: the answers of `POST /v1/tag`.
 
 Uploads take the training road (image_files.model_input: the builder's Pillow normalisation,
-then the input pipeline's pad-to-square); a tagger or student answers tags with scores, a
-screening filter keep/drop beside its threshold, a captioner its caption.
+then the input pipeline's pad-to-square); a tagger or student answers tags with scores and
+their categories (and the rating, as predict), a screening filter keep/drop beside its
+threshold, a captioner its caption; with an index, each answer also lists the most similar
+indexed images (SimilarImages).
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from alti2v import similarity
 from alti2v import tasks
 from alti2v.data import image_files
 from alti2v.data import imaging
 from alti2v.tasks.caption import decode as caption_decode
 from alti2v.tasks.caption import vocabulary as caption_vocabulary
+from alti2v.tasks.tagger import categories as categories_lib
 from alti2v.training import run_dir
 
 # The kind of answer each task gives (the page shows each its own way).
@@ -24,8 +28,10 @@ TAGS, KEEP, CAPTION = "tags", "keep", "caption"
 TAG_TASKS = (tasks.tagger.TAGGER.name, tasks.distill.DISTILL.name)
 KINDS = {**{name: TAGS for name in TAG_TASKS}, tasks.screen.SCREEN.name: KEEP,
          **{name: CAPTION for name in tasks.caption.CAPTIONERS}}
-GENERAL = "general"  # The category of a tag when the run has no categories.
+GENERAL = categories_lib.GENERAL  # The category of a tag when the run has no categories.
 DEFAULT_MAX_PIXELS = 25_000_000  # A 5000x5000 upload: 75 MB decoded.
+DEFAULT_SIMILAR_K = 8
+THUMBNAIL_SIZE = 128  # The longer side of GET /v1/thumbnail's JPEGs.
 
 # The similar-images hook: (model inputs uint8 [N, S, S, 3], model outputs [N, ...]) → for each
 # image its nearest indexed images, best first, as JSON-ready dicts ({"path", "score"}, ...).
@@ -47,12 +53,66 @@ class BadUploads(ValueError):
 
 
 def tag_categories(run: run_dir.TrainedRun) -> list[str]:
-  """The category of each output name, in vocabulary order (all GENERAL for now).
+  """The category of each output name, in vocabulary order, as the run stores them.
 
-  The one place categories come from: when a run directory names its tags' categories, read
-  them here; the API and the page already group by this field.
+  The tagger's own reader (categories.read_categories, which predict's lines use): a run
+  without tags.categories.txt (a student, or a tagger built without --tag_categories) has
+  every tag general, "rating:…" tags rating.
+
+  Raises:
+    ValueError: the run's categories file does not match its vocabulary.
   """
-  return [GENERAL] * len(run.vocabulary)
+  return categories_lib.read_categories(run.model_dir, run.vocabulary)
+
+
+class SimilarImages:
+  """The similar-images hook over a vectors folder (alti2v.embed): per upload its k nearest
+  indexed images, by the hidden-layer activations of the very model inputs the run scored.
+
+  Each hit is {"i", "path", "score"} (cosine) or {"i", "path", "distance"} (Hamming bits),
+  "i" its row in the folder: what GET /v1/thumbnail takes (never a path).
+
+  Args:
+    vectors: the folder, read (similarity.read_vectors).
+    run: the run that made it (similarity.open_query_run checks so).
+    k: neighbours per upload.
+    metric: "cosine" (the float vectors) or "hamming" (the bits).
+    index_type: exact, ivf or hnsw (an approximate one is built once and kept in the folder).
+
+  Raises:
+    ValueError: run has no feature vector (not a tagger or student).
+  """
+
+  def __init__(self, vectors: similarity.Vectors, run: run_dir.TrainedRun, *,
+               k: int = DEFAULT_SIMILAR_K, metric: str = "cosine", index_type: str = "exact"):
+    run.require_task(similarity.EMBEDDING_TASKS, similarity.EMBED_SERVES)
+    self.vectors, self.k, self.metric = vectors, k, metric
+    self._hidden = run.hidden_model()
+    self._index = similarity.load_index(vectors, metric, index_type)
+    self._rows = {path: i for i, path in enumerate(vectors.paths)}
+    self._lock = threading.Lock()  # Keras' first predict call is not safe to race.
+    self._hidden.predict_on_batch(np.zeros((1, run.image_size, run.image_size, 3), np.uint8))
+
+  def __call__(self, images: np.ndarray, outputs: np.ndarray) -> list[list[dict]]:
+    del outputs  # The tags; the neighbours come from the layer below them.
+    with self._lock:
+      activations = np.asarray(self._hidden.predict_on_batch(images), np.float32)
+    return [[{"i": self._rows[hit["path"]], **hit} for hit in hits]
+            for hits in similarity.nearest(self.vectors, self._index, activations, k=self.k,
+                                           metric=self.metric)]
+
+  def thumbnail(self, i: int) -> bytes:
+    """A small JPEG of the indexed image in row i (image_files.stored_form).
+
+    Raises:
+      IndexError: no row i.
+      OSError, imaging.Rejected: the file is gone or no longer an image.
+    """
+    if not 0 <= i < len(self.vectors.paths):
+      raise IndexError(f"no indexed image {i}: the index holds {len(self.vectors.paths)} "
+                       f"(0 to {len(self.vectors.paths) - 1})")
+    with open(self.vectors.paths[i], "rb") as f:
+      return image_files.stored_form(f.read(), THUMBNAIL_SIZE)
 
 
 class Answerer:
@@ -86,15 +146,32 @@ class Answerer:
     """What the page needs to know: the task, its kind of answer, the default threshold."""
     info = {"task": self.run.task, "kind": self.kind, "image_size": self.run.image_size,
             "similar": self.similar is not None}
+    if isinstance(self.similar, SimilarImages):
+      info.update(similar_k=self.similar.k, metric=self.similar.metric,
+                  indexed=len(self.similar.vectors.paths))
     if self.kind == TAGS:
       info["threshold"] = run_dir.DEFAULT_THRESHOLD
       info["calibrated"] = self.run.thresholds is not None
-      info["categories"] = sorted(set(self.categories))
+      # The order the page shows them in: predict's (categories.CATEGORIES), rating aside.
+      info["categories"] = [c for c in categories_lib.CATEGORIES
+                            if c != categories_lib.RATING and c in self.categories]
+      info["rating"] = categories_lib.RATING in self.categories
     elif self.kind == KEEP:
       info["threshold"] = (self.keep_threshold if self.keep_threshold is not None
                            else run_dir.DEFAULT_THRESHOLD)
       info["calibrated"] = self.keep_threshold is not None
     return info
+
+  def thumbnail(self, i: int) -> bytes:
+    """A small JPEG of indexed image i (SimilarImages.thumbnail).
+
+    Raises:
+      IndexError: no index, or no row i.
+      OSError, imaging.Rejected: the indexed file can no longer be read.
+    """
+    if not isinstance(self.similar, SimilarImages):
+      raise IndexError("no index: serve was started without --index")
+    return self.similar.thumbnail(i)
 
   def images(self, uploads: Sequence[Upload]) -> np.ndarray:
     """uint8 [N, S, S, 3] model inputs.
@@ -138,7 +215,7 @@ class Answerer:
     for index, (upload, row) in enumerate(zip(uploads, outputs)):
       result = {"index": index, "filename": upload.filename}
       if self.kind == TAGS:
-        result["tags"] = self._tags(row, threshold, top_k)
+        result.update(self._tags(row, threshold, top_k))
       elif self.kind == KEEP:
         result.update(self._keep(float(row[0]), threshold))
       else:
@@ -149,18 +226,26 @@ class Answerer:
         result["similar"] = list(neighbours)
     return results
 
-  def _tags(self, scores: np.ndarray, threshold: Optional[float], top_k: int) -> list[dict]:
+  def _tags(self, scores: np.ndarray, threshold: Optional[float], top_k: int) -> dict:
+    """{"tags": [{"tag", "score", "category"}, ...], "rating": {"tag", "score"}}: the tags
+    at or above their threshold, best first, rating tags aside; the rating is the best
+    rating tag whatever its score (as predict's lines; no "rating" without rating tags)."""
     if threshold is not None:
       thresholds = np.full(len(scores), threshold)
     elif self.run.thresholds is not None:
       thresholds = self.run.thresholds
     else:
       thresholds = np.full(len(scores), run_dir.DEFAULT_THRESHOLD)
-    order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= thresholds[j]]
-    if top_k:
-      order = order[:top_k]
-    return [{"tag": self.run.vocabulary[j], "score": round(float(scores[j]), 4),
-             "category": self.categories[j]} for j in order]
+    order = np.argsort(-scores, kind="stable")
+    kept = [j for j in order if self.categories[j] != categories_lib.RATING
+            and scores[j] >= thresholds[j]][:top_k or None]
+    answer = {"tags": [{"tag": self.run.vocabulary[j], "score": round(float(scores[j]), 4),
+                        "category": self.categories[j]} for j in kept]}
+    ratings = [j for j in order if self.categories[j] == categories_lib.RATING]
+    if ratings:
+      answer["rating"] = {"tag": self.run.vocabulary[ratings[0]],
+                          "score": round(float(scores[ratings[0]]), 4)}
+    return answer
 
   def _keep(self, score: float, threshold: Optional[float]) -> dict:
     if threshold is None:

@@ -4,11 +4,14 @@
   GET  /v1/info   the run: task, kind of answer, default threshold, limits
   POST /v1/tag    images (multipart `file` fields, or one image as the raw body) → one result
                   per image, in order
+  GET  /v1/thumbnail?i=N   with an index (serve --index): a small JPEG of indexed image N
+                  (a row number of the index, never a path: only indexed files are served)
 
 Every error is JSON {"error": "one line", ...}: 400 no image or a malformed request, 413 a body
 over the upload cap (refused from Content-Length before it is read, or once the streamed body
 passes the cap), 415 a body that is neither multipart nor an image, 422 an upload that is no
-usable image (every such file named with its reason; nothing is scored) or a bad parameter.
+usable image (every such file named with its reason; nothing is scored) or a bad parameter;
+404 a thumbnail number the index does not hold (or no index).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette import datastructures
 from starlette import exceptions as starlette_exceptions
 
+from alti2v.data import imaging
 from alti2v.serving import answers
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
@@ -154,8 +158,10 @@ def create_app(answerer: answers.Answerer, max_upload_bytes: int = DEFAULT_MAX_U
 
     Tags (tagger, distill): {"tags": [{"tag", "score", "category"}, ...]}, best first, those at
     or above `threshold` (default: the calibrated per-tag thresholds, else 0.5), at most
-    `top_k`. Keep (screen): {"score", "threshold", "decision": "keep"|"drop"}. Caption:
-    {"caption"}. With an index, also "similar".
+    `top_k`, rating tags aside; "rating": {"tag", "score"}, the best rating tag (when the
+    vocabulary has rating tags). Keep (screen): {"score", "threshold", "decision":
+    "keep"|"drop"}. Caption: {"caption"}. With an index (serve --index), also "similar":
+    [{"i", "path", "score"}] (cosine) or [{"i", "path", "distance"}] (Hamming), best first.
     """
     uploads = await _uploads(request, max_files)
     if not uploads:
@@ -166,5 +172,18 @@ def create_app(answerer: answers.Answerer, max_upload_bytes: int = DEFAULT_MAX_U
     except answers.BadUploads as e:
       return _error(422, str(e), files=e.files)
     return {"task": answerer.run.task, "results": results}
+
+  @app.get("/v1/thumbnail", response_class=responses.Response,
+           responses={200: {"content": {"image/jpeg": {}}}})
+  async def thumbnail(i: int = fastapi.Query(..., description="row of the index")):
+    """A small JPEG of indexed image `i` (a "similar" hit's "i"); 404 for any other number."""
+    try:
+      jpeg = await run_in_threadpool(answerer.thumbnail, i)
+    except IndexError as e:
+      return _error(404, str(e))
+    except (OSError, imaging.Rejected) as e:
+      return _error(404, f"indexed image {i} can no longer be read: {e}")
+    return responses.Response(jpeg, media_type="image/jpeg",
+                              headers={"Cache-Control": "max-age=3600"})
 
   return app
