@@ -19,6 +19,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 import keras
 
 from alti2v import tasks  # noqa: F401  Registers the tasks' custom layers before a load.
+from alti2v.data import features as features_lib
 from alti2v.data import image_files
 from alti2v.training import run_dir
 from beam_jobs.stages import files
@@ -41,7 +42,8 @@ def local_run_dir(model_dir: str) -> str:
 def copy_run(model_dir: str, local_dir: str) -> str:
   """Copies the files a finished run is opened with, through Beam's FileSystems (gs://).
 
-  model_info.json, the model file, its output names and the calibration files; not the
+  model_info.json, the model file, its output names (and their categories) and the
+  calibration files; not the
   checkpoints, logs or SavedModel.
 
   Returns:
@@ -54,7 +56,11 @@ def copy_run(model_dir: str, local_dir: str) -> str:
     raise FileNotFoundError(f"{model_dir} holds no finished training run "
                             f"({run_dir.MODEL_INFO_FILE} is missing)")
   info = run_dir.read_json(_copy(model_dir, run_dir.MODEL_INFO_FILE, local_dir))
-  for name in (info["model"], info["vocabulary_file"], *run_dir.CALIBRATION_FILES):
+  # A tagger's categories lie beside its vocabulary ("tags.labels.txt" → "tags.categories.txt").
+  categories = features_lib.categories_file(
+      info["vocabulary_file"][:-len(features_lib.vocabulary_file(""))])
+  for name in (info["model"], info["vocabulary_file"], categories,
+               *run_dir.CALIBRATION_FILES):
     if name in (info["model"], info["vocabulary_file"]) or FileSystems.exists(
         files.join(model_dir, name)):
       _copy(model_dir, name, local_dir)

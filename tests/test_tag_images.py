@@ -159,11 +159,16 @@ def test_a_run_is_copied_with_the_files_it_is_opened_with(trained_tagger, tmp_pa
   _, model_dir = trained_tagger
   local = inference.copy_run(model_dir, str(tmp_path))
   info = run_dir.read_info(model_dir)
-  expected = {run_dir.MODEL_INFO_FILE, info["model"], info["vocabulary_file"]} | {
+  # The fixture's dataset was built with tag categories: they travel with the vocabulary.
+  expected = {run_dir.MODEL_INFO_FILE, info["model"], info["vocabulary_file"],
+              "tags.categories.txt"} | {
       n for n in run_dir.CALIBRATION_FILES if os.path.exists(os.path.join(model_dir, n))}
   assert set(os.listdir(local)) == expected
   copy, original = inference.open_run(local), run_dir.load(model_dir)
   assert copy.vocabulary == original.vocabulary
+  assert (tagger.read_categories(local, copy.vocabulary)
+          == tagger.read_categories(model_dir, original.vocabulary))
+  assert set(tagger.read_categories(local, copy.vocabulary)) > {"general"}
   assert copy.model.count_params() == original.model.count_params()
   with pytest.raises(FileNotFoundError, match="holds no finished training run"):
     inference.copy_run(str(tmp_path / "nothing"), str(tmp_path))
