@@ -87,8 +87,11 @@ def test_tflite_and_saved_model_exports_give_the_keras_scores(screen_model, tmp_
       scores = serve(image=tf.constant(images[:batch]))["scores"].numpy()
     assert scores.shape == (batch, 1)
     np.testing.assert_allclose(scores, expected[:batch], atol=1e-4, rtol=0)
+  # The keep threshold travels beside the model once evaluate has written it (another test
+  # may have evaluated the shared screen_model before this one).
+  calibration = [os.path.basename(p) for p in run_dir.calibration_paths(screen_model)]
   assert sorted(os.listdir(result.output_dir)) == sorted(
-      ["export.json", os.path.basename(result.model_path), "label.labels.txt"])
+      ["export.json", os.path.basename(result.model_path), "label.labels.txt", *calibration])
 
 
 def test_a_mismatch_writes_nothing(trained_tagger, tmp_path):
