@@ -187,13 +187,14 @@ class CaptionDatasetBuilder(job.DatasetBuilder):
     encoded = with_split | "Encode" >> beam.ParDo(EncodeCaptions(), chars_side).with_outputs(
         "truncated", main="examples")
     # (split, ImageRecord[EncodedCaptions])
+    truncated = encoded.truncated | "SumTruncated" >> beam.CombineGlobally(sum)
     stats = (
         encoded.examples
         | "CaptionCount" >> beam.Map(lambda sr: len(sr[1].label.texts))
         | "SumCaptions" >> beam.CombineGlobally(sum)
         | "WithTruncated" >> beam.Map(
-            lambda n, truncated: {"captions": n, "captions_truncated": sum(truncated)},
-            truncated=beam.pvalue.AsList(encoded.truncated)))
+            lambda n, truncated: {"captions": n, "captions_truncated": truncated},
+            truncated=beam.pvalue.AsSingleton(truncated)))
     return job.Labelled(encoded.examples, chars_side, stats)
 
   def features(self, chars: Sequence[str]):

@@ -267,12 +267,14 @@ class DatasetBuilder(Job):
     """Raises NothingUsable when the build wrote no dataset (metadata.finalize_dataset)."""
     if FileSystems.exists(files.join(args.output_dir, features_lib.DATASET_INFO_FILE)):
       return
-    rejected = files.join(args.output_dir, features_lib.REJECTED_FILE)
-    if not FileSystems.exists(rejected):
+    rejected = features_lib.rejection_files(args.output_dir)
+    if not rejected:
       raise NothingUsable(f"no image found under {args.input_dir}; nothing was written")
-    counts = ", ".join(f"{k}: {v}" for k, v in metadata.reason_counts(rejected).items())
+    counts = ", ".join(f"{k}: {v}" for k, v in metadata.reason_counts(args.output_dir).items())
+    where = rejected[0] if len(rejected) == 1 else files.join(
+        args.output_dir, "rejected-*.jsonl")
     raise NothingUsable(f"no image was usable: every input was rejected ({counts}); "
-                        f"see {rejected}")
+                        f"see {where}")
 
   def _describe(self, vocabulary: Sequence[str], label_counts: Any,
                 args: argparse.Namespace) -> tuple[dict, Optional[str]]:
