@@ -127,6 +127,7 @@ class CaptionDatasetBuilder(job.DatasetBuilder):
   module = "beam_jobs.build_caption_dataset"
   description = __doc__.split("\n\n")[0]
   default_dataset_name = "captions"
+  worker_extras = ("caption",)  # MeCab (fugashi), its dictionary and jaconv: read_label.
   input_help = "The images; COCO file_names are relative to it. Local or gs://."
   dataset_description = ("Images with katakana captions, built by alti2v's "
                          "build_caption_dataset.")
