@@ -81,8 +81,7 @@ class Job(abc.ABC):
   Attributes:
     module: what python -m runs ("beam_jobs.vision_labels"); --help's program name.
     description: one line for --help.
-    worker_extras: setup.py extras the job's workers need, which --setup_file does not
-      ship (beam_jobs/requirements/<extra>.txt carries each; stages/workers.py).
+    worker_extras: setup.py extras its workers need (requirements/<extra>.txt; workers.py).
   """
   module: str
   description: str
@@ -126,10 +125,8 @@ class Job(abc.ABC):
   def check_result(self, args: argparse.Namespace) -> None:
     """Raises NothingUsable when the finished pipeline did not do the job's work."""
 
-  def check_and_prepare(self, args: argparse.Namespace,
-                        beam_args: Sequence[str] = ()) -> None:
-    """Checks the flags, Beam's options (workers.check_options) and the paths, then
-    prepares the output directory.
+  def check_and_prepare(self, args: argparse.Namespace, beam_args: Sequence[str] = ()) -> None:
+    """Checks the flags, Beam's options (workers) and the paths; prepares the output directory.
 
     Raises:
       ValueError, FileNotFoundError, FileExistsError: a refusal; nothing was written.
@@ -276,14 +273,9 @@ class DatasetBuilder(Job):
     """Raises NothingUsable when the build wrote no dataset (metadata.finalize_dataset)."""
     if FileSystems.exists(files.join(args.output_dir, features_lib.DATASET_INFO_FILE)):
       return
-    rejected = features_lib.rejection_files(args.output_dir)
-    if not rejected:
+    if (rejected := metadata.describe_rejections(args.output_dir)) is None:
       raise NothingUsable(f"no image found under {args.input_dir}; nothing was written")
-    counts = ", ".join(f"{k}: {v}" for k, v in metadata.reason_counts(args.output_dir).items())
-    where = rejected[0] if len(rejected) == 1 else files.join(
-        args.output_dir, "rejected-*.jsonl")
-    raise NothingUsable(f"no image was usable: every input was rejected ({counts}); "
-                        f"see {where}")
+    raise NothingUsable(f"no image was usable: every input was rejected {rejected}")
 
   def _describe(self, vocabulary: Sequence[str], label_counts: Any,
                 args: argparse.Namespace) -> tuple[dict, Optional[str]]:

@@ -122,6 +122,16 @@ def reason_counts(output_dir: str) -> dict[str, int]:
   return dict(sorted(counts.items()))
 
 
+def describe_rejections(output_dir: str) -> Optional[str]:
+  """"(reason: count, …); see FILE" of a build's rejections; None when it wrote none."""
+  rejected = features_lib.rejection_files(output_dir)
+  if not rejected:
+    return None
+  counts = ", ".join(f"{k}: {v}" for k, v in reason_counts(output_dir).items())
+  where = rejected[0] if len(rejected) == 1 else files.join(output_dir, "rejected-*.jsonl")
+  return f"({counts}); see {where}"
+
+
 def summarize(output_dir: str) -> dict[str, Any]:
   """What a finished build holds, read back from its metadata.json."""
   with FileSystems.open(files.join(output_dir, features_lib.METADATA_FILE)) as f:
