@@ -33,6 +33,8 @@ EXTRAS_REQUIRE = {
     "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
     # Katakana readings of Japanese captions: MeCab with the unidic-lite dictionary
     # (~250 MB installed; the `unidic` package is only a downloader), jaconv for widths.
+    # The caption builder's Dataflow workers get it from beam_jobs/requirements/caption.txt
+    # (the same lines: tests/test_shipping.py).
     "caption": ["fugashi>=1.3,<2", "unidic-lite==1.0.8", "jaconv>=0.3,<1"],
 }
 
@@ -44,7 +46,9 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["alti2v", "alti2v.*",
                                                "beam_jobs", "beam_jobs.*"]),
-    package_data={"alti2v.serving": ["static/*.html"]},  # The web page of alti2v.serve.
+    package_data={"alti2v.serving": ["static/*.html"],  # The web page of alti2v.serve.
+                  # What each job's Dataflow workers need besides install_requires.
+                  "beam_jobs": ["requirements/*.txt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

@@ -127,6 +127,7 @@ class CaptionDatasetBuilder(job.DatasetBuilder):
   module = "beam_jobs.build_caption_dataset"
   description = __doc__.split("\n\n")[0]
   default_dataset_name = "captions"
+  worker_extras = ("caption",)  # MeCab (fugashi), its dictionary and jaconv: read_label.
   input_help = "The images; COCO file_names are relative to it. Local or gs://."
   dataset_description = ("Images with katakana captions, built by alti2v's "
                          "build_caption_dataset.")
@@ -187,13 +188,14 @@ class CaptionDatasetBuilder(job.DatasetBuilder):
     encoded = with_split | "Encode" >> beam.ParDo(EncodeCaptions(), chars_side).with_outputs(
         "truncated", main="examples")
     # (split, ImageRecord[EncodedCaptions])
+    truncated = encoded.truncated | "SumTruncated" >> beam.CombineGlobally(sum)
     stats = (
         encoded.examples
         | "CaptionCount" >> beam.Map(lambda sr: len(sr[1].label.texts))
         | "SumCaptions" >> beam.CombineGlobally(sum)
         | "WithTruncated" >> beam.Map(
-            lambda n, truncated: {"captions": n, "captions_truncated": sum(truncated)},
-            truncated=beam.pvalue.AsList(encoded.truncated)))
+            lambda n, truncated: {"captions": n, "captions_truncated": truncated},
+            truncated=beam.pvalue.AsSingleton(truncated)))
     return job.Labelled(encoded.examples, chars_side, stats)
 
   def features(self, chars: Sequence[str]):

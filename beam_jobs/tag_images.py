@@ -199,24 +199,21 @@ def _is_output(name: str) -> bool:
               and name.endswith(SUFFIX)))
 
 
-def write_summary(written: Sequence[str], tagged: int, rejections: Sequence[dict[str, str]],
+def write_summary(written: Sequence[str], tagged: int, reasons: dict[str, int],
                   args: argparse.Namespace, vectors: Sequence[dict] = ()) -> dict[str, Any]:
   """Writes summary.json, once every shard is in place: the output is complete.
 
   Args:
     written: the files the writes renamed into place.
     tagged: lines in tags-*.jsonl.
-    rejections: the lines of rejected-*.jsonl.
+    reasons: lines in rejected-*.jsonl per reason (a combiner's counts).
     vectors: with --feature_vectors, the vectors folder's meta.json (written before).
 
   Raises:
     ValueError: nothing was found under --input_dir (then no summary.json).
   """
-  if tagged == 0 and not rejections:
+  if tagged == 0 and not reasons:
     raise ValueError(f"no image file found under --input_dir {args.input_dir}")
-  reasons: dict[str, int] = {}
-  for r in rejections:
-    reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
   summary = {
       "output_dir": args.output_dir, "model_dir": args.model_dir, "tagged": tagged,
       "rejected": dict(sorted(reasons.items())),
@@ -351,7 +348,12 @@ class TagImagesJob(job.Job):
         | "RejectionLines" >> beam.Map(json.dumps, ensure_ascii=False)
         | "WriteRejected" >> beam.io.WriteToText(
             files.join(args.output_dir, REJECTED_PREFIX), file_name_suffix=SUFFIX))
+    # Counted by combiners: nothing that grows with the images reaches one worker.
     tagged = lines | "CountLines" >> beam.combiners.Count.Globally()
+    reasons = (rejections
+               | "Reasons" >> beam.Map(lambda r: r["reason"])
+               | "CountReasons" >> beam.combiners.Count.PerElement())
+    # (reason, rejections)
     if args.feature_vectors:
       vectors_dir = files.join(args.output_dir, VECTORS_DIR)
       rows = results | "ToFeatureRows" >> beam.Map(to_feature_row)
@@ -375,10 +377,11 @@ class TagImagesJob(job.Job):
     _ = (
         (written_tags, written_rejected)
         | "AllWritten" >> beam.Flatten()
+        # The file names: one per shard.
         | "GatherWritten" >> beam.combiners.ToList()
         | "WriteSummary" >> beam.Map(
             write_summary, tagged=beam.pvalue.AsSingleton(tagged),
-            rejections=beam.pvalue.AsList(rejections), args=args,
+            reasons=beam.pvalue.AsDict(reasons), args=args,
             vectors=beam.pvalue.AsList(vectors)))
 
   def summarize(self, args: argparse.Namespace, result) -> dict[str, Any]:

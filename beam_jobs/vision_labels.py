@@ -35,11 +35,14 @@ from beam_jobs.stages import files
 from beam_jobs.stages import flags
 from beam_jobs.stages import job
 from beam_jobs.stages import read
+from beam_jobs.stages import rejections
 from beam_jobs.stages.elements import REJECTED, Candidate
 
 DEFAULT_KEY_ENV = "VISION_API_KEY"
-# write_json_atomically's temporary files: a killed run leaves them behind; the next removes them.
-_TMP_NAME = re.compile(re.escape(vision_client.RESPONSE_SUFFIX) + r"\.[0-9a-f]{32}\.tmp\Z")
+# The temporary files of write_json_atomically and of the rejection shards (written beside
+# them): a killed run leaves them behind; the next removes them.
+_TMP_NAME = re.compile(r"(" + re.escape(vision_client.RESPONSE_SUFFIX)
+                       + r"|\.jsonl)\.[0-9a-f]{32}\.tmp\Z")
 
 
 class AccessRefused(Exception):
@@ -262,20 +265,15 @@ class VisionLabelsJob(job.Job):
         (discovered[REJECTED], shrunk[REJECTED])
         | "AllRejections" >> beam.Flatten()
         | "CountRejections" >> beam.Map(elements.count_rejection)
-        | "Gather" >> beam.combiners.ToList()
-        | "WriteRejected" >> beam.Map(_write_rejected, args.output_dir))
+        # Written by the workers: rejected.jsonl (empty when none), or its shards when many.
+        | "WriteRejected" >> rejections.WriteRejections(
+            args.output_dir, args.output_dir, write_empty=True))
 
   def summarize(self, args, result) -> dict[str, Any]:
     """The job's counters (images labelled, with errors, skipped, rejected, retries)."""
     counts = {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace(elements.NAMESPACE))["counters"]}
     return dict(sorted(counts.items()))
-
-
-def _write_rejected(rejections, output_dir):
-  rejections = sorted(rejections, key=lambda r: r["path"])
-  with FileSystems.create(files.join(output_dir, "rejected.jsonl")) as f:
-    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections).encode())
 
 
 JOB = VisionLabelsJob()

@@ -5,9 +5,12 @@ the rejection reasons every builder may give; a task adds its own fields (alti2v
 """
 from __future__ import annotations
 
-from typing import Mapping
+import json
+import re
+from typing import Iterator, Mapping
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # Feature keys every record has (the field names inside every tf.train.Example).
@@ -24,7 +27,8 @@ FILE_FORMAT = "tfrecord"
 DATASET_INFO_FILE = "dataset_info.json"  # Written last: its presence = complete.
 FEATURES_FILE = "features.json"
 METADATA_FILE = "metadata.json"
-REJECTED_FILE = "rejected.jsonl"
+REJECTED_FILE = "rejected.jsonl"  # The rejections, when one file holds them (else shards).
+REJECTED_SHARD = re.compile(r"rejected-\d{5}-of-\d{5}\.jsonl")  # rejected-00000-of-00003.jsonl
 TAG_COUNTS_FILE = "tag_counts.tsv"  # Per-label counts of a dataset with a vocabulary.
 TMP_DIR = "_tmp"  # Shards being written; removed when the build finishes.
 
@@ -82,3 +86,40 @@ def shard_filename(dataset_name: str, split: str, shard_index: int,
       dataset_name=dataset_name, split=split, filetype_suffix=FILE_FORMAT)
   return template.sharded_filepath(
       shard_index=shard_index, num_shards=num_shards).name
+
+
+def rejected_filename(shard_index: int, num_shards: int) -> str:
+  """The file of one shard of a build's rejections: REJECTED_FILE when there is one shard.
+
+  Returns:
+    "rejected.jsonl", or e.g. "rejected-00003-of-00012.jsonl".
+  """
+  if num_shards == 1:
+    return REJECTED_FILE
+  return f"rejected-{shard_index:05d}-of-{num_shards:05d}.jsonl"
+
+
+def rejection_files(data_dir: str) -> list[str]:
+  """The files holding a build's rejections (rejected.jsonl or its shards), in shard order.
+
+  [] when the build rejected nothing that was written (or wrote no rejections file).
+  Local or gs:// (tf.io.gfile); listed, not globbed, so a [ or * in data_dir is literal.
+  """
+  if not tf.io.gfile.isdir(data_dir):
+    return []
+  names = sorted(n for n in tf.io.gfile.listdir(data_dir)
+                 if n == REJECTED_FILE or REJECTED_SHARD.fullmatch(n))
+  return [f"{data_dir.rstrip('/')}/{n}" for n in names]
+
+
+def read_rejections(data_dir: str) -> Iterator[dict[str, str]]:
+  """Every rejection of a build, {"path", "reason", "detail"}, streamed shard by shard.
+
+  The one reader of rejected.jsonl and its shards (rejected-SSSSS-of-NNNNN.jsonl, written
+  by the workers when the rejections are many): memory stays one line, whatever their number.
+  """
+  for path in rejection_files(data_dir):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      for line in f:
+        if line.strip():
+          yield json.loads(line.decode("utf-8"))

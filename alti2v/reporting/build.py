@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -154,17 +153,12 @@ def collect_stats(data_dir: str, task: Optional[tasks.Task], num_samples: int = 
 
 
 def read_rejections(data_dir: str) -> tuple[collections.Counter, dict[str, list[str]]]:
-  """(images per reason, the first EXAMPLE_PATHS paths of each) from rejected.jsonl, streaming."""
+  """(images per reason, the first EXAMPLE_PATHS paths of each) from the rejections, streaming."""
   counts, examples = collections.Counter(), collections.defaultdict(list)
-  path = os.path.join(data_dir, features_lib.REJECTED_FILE)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          rejection = json.loads(line)
-          counts[rejection["reason"]] += 1
-          if len(examples[rejection["reason"]]) < EXAMPLE_PATHS:
-            examples[rejection["reason"]].append(rejection["path"])
+  for rejection in features_lib.read_rejections(data_dir):
+    counts[rejection["reason"]] += 1
+    if len(examples[rejection["reason"]]) < EXAMPLE_PATHS:
+      examples[rejection["reason"]].append(rejection["path"])
   return counts, examples
 
 
@@ -268,7 +262,10 @@ def _add_sizes(report, stats) -> None:
 
 def _add_rejections(report, data_dir) -> None:
   counts, examples = read_rejections(data_dir)
-  report.section("Rejected inputs", f"{sum(counts.values())} in {features_lib.REJECTED_FILE}")
+  shards = features_lib.rejection_files(data_dir)
+  where = (f"rejected-*.jsonl ({len(shards)} shards)" if len(shards) > 1
+           else features_lib.REJECTED_FILE)
+  report.section("Rejected inputs", f"{sum(counts.values())} in {where}")
   if counts:
     report.add(panels.Table("rejections by reason", ["reason", "inputs", "examples"], [
         (reason, n, "  ".join(examples[reason])) for reason, n in counts.most_common()]))

@@ -111,6 +111,7 @@ def _is_build_output(name: str, dataset_name: str) -> bool:
   return (name in (features_lib.DATASET_INFO_FILE, features_lib.FEATURES_FILE,
                    features_lib.METADATA_FILE, features_lib.REJECTED_FILE,
                    features_lib.TAG_COUNTS_FILE, features_lib.TMP_DIR)
+          or features_lib.REJECTED_SHARD.fullmatch(name) is not None
           or name.endswith(".labels.txt")
           or (name.startswith(f"{dataset_name}-") and f".{features_lib.FILE_FORMAT}-" in name)
           or name.startswith("beam-temp-"))

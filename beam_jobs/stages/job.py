@@ -26,6 +26,7 @@ from beam_jobs.stages import files
 from beam_jobs.stages import flags
 from beam_jobs.stages import metadata
 from beam_jobs.stages import read
+from beam_jobs.stages import workers
 from beam_jobs.stages import write
 from beam_jobs.stages.elements import REJECTED, Candidate, ImageRecord
 
@@ -80,9 +81,11 @@ class Job(abc.ABC):
   Attributes:
     module: what python -m runs ("beam_jobs.vision_labels"); --help's program name.
     description: one line for --help.
+    worker_extras: setup.py extras its workers need (requirements/<extra>.txt; workers.py).
   """
   module: str
   description: str
+  worker_extras: tuple[str, ...] = ()
 
   def add_flags(self, parser: argparse.ArgumentParser) -> None:
     """Adds the job's own flags to parser."""
@@ -107,6 +110,7 @@ class Job(abc.ABC):
   def parser(self) -> argparse.ArgumentParser:
     """The job's parser: --flagfile and the job's own flags."""
     parser = flags.job_parser(f"python -m {self.module}", self.description)
+    parser.epilog = workers.dataflow_help(self.worker_extras)
     self.add_flags(parser)
     return parser
 
@@ -121,13 +125,14 @@ class Job(abc.ABC):
   def check_result(self, args: argparse.Namespace) -> None:
     """Raises NothingUsable when the finished pipeline did not do the job's work."""
 
-  def check_and_prepare(self, args: argparse.Namespace) -> None:
-    """Checks the flags and paths, then prepares the output directory.
+  def check_and_prepare(self, args: argparse.Namespace, beam_args: Sequence[str] = ()) -> None:
+    """Checks the flags, Beam's options (workers) and the paths; prepares the output directory.
 
     Raises:
       ValueError, FileNotFoundError, FileExistsError: a refusal; nothing was written.
     """
     self.check(args)
+    workers.check_options(beam_args, self.worker_extras)
     for flag in ("input_dir", "output_dir"):
       files.check_filesystem(getattr(args, flag))
       files.check_no_glob(f"--{flag}", getattr(args, flag))
@@ -137,7 +142,7 @@ class Job(abc.ABC):
   def run_parsed(self, args: argparse.Namespace,
                  beam_args: Sequence[str]) -> beam.runners.runner.PipelineResult:
     """Checks the flags and paths, prepares the output directory, runs the pipeline to the end."""
-    self.check_and_prepare(args)
+    self.check_and_prepare(args, beam_args)
     return self.run_prepared(args, beam_args)
 
   def run_prepared(self, args: argparse.Namespace,
@@ -168,7 +173,7 @@ class Job(abc.ABC):
     logging.getLogger().setLevel(logging.INFO)
     args, beam_args = self.parse(argv)
     try:
-      self.check_and_prepare(args)
+      self.check_and_prepare(args, beam_args)
     except (ValueError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
@@ -249,6 +254,7 @@ class DatasetBuilder(Job):
 
   def parser(self) -> argparse.ArgumentParser:
     parser = flags.job_parser(f"python -m {self.module}", self.description)
+    parser.epilog = workers.dataflow_help(self.worker_extras)
     flags.add_dataset_flags(parser, self.input_help, self.default_dataset_name)
     self.add_flags(parser)
     return parser
@@ -267,12 +273,9 @@ class DatasetBuilder(Job):
     """Raises NothingUsable when the build wrote no dataset (metadata.finalize_dataset)."""
     if FileSystems.exists(files.join(args.output_dir, features_lib.DATASET_INFO_FILE)):
       return
-    rejected = files.join(args.output_dir, features_lib.REJECTED_FILE)
-    if not FileSystems.exists(rejected):
+    if (rejected := metadata.describe_rejections(args.output_dir)) is None:
       raise NothingUsable(f"no image found under {args.input_dir}; nothing was written")
-    counts = ", ".join(f"{k}: {v}" for k, v in metadata.reason_counts(rejected).items())
-    raise NothingUsable(f"no image was usable: every input was rejected ({counts}); "
-                        f"see {rejected}")
+    raise NothingUsable(f"no image was usable: every input was rejected {rejected}")
 
   def _describe(self, vocabulary: Sequence[str], label_counts: Any,
                 args: argparse.Namespace) -> tuple[dict, Optional[str]]:

@@ -1,14 +1,15 @@
 """The metadata of a finished build, written once after every shard: dataset_info.json last.
 
-rejected.jsonl, the label counts, features.json, the vocabulary, metadata.json, then
-dataset_info.json (its presence means the dataset is complete); and the summary a job prints.
+The label counts, features.json, the vocabulary, metadata.json, then dataset_info.json (its
+presence means the dataset is complete; the workers wrote the shards and the rejections
+before); and the summary a job prints.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import platform
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow_datasets as tfds
 from apache_beam.io.filesystems import FileSystems
@@ -36,19 +37,24 @@ def library_versions() -> dict[str, str]:
 def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
                      dataset_name: str, features: tfds.features.FeaturesDict,
                      split_sizes: dict[str, tuple[int, int]],
-                     rejections: list[dict[str, str]],
+                     rejected_files: list[str], reason_counts: dict[str, int],
                      label_counts_tsv: Optional[str],
                      metadata: dict[str, Any], description: str) -> dict[str, Any]:
-  """Writes rejected.jsonl, the label counts and the TFDS metadata; dataset_info.json last.
+  """Writes the label counts and the TFDS metadata (dataset_info.json last); removes _tmp/.
 
-  Runs once, after every shard is written. Shard lengths come from the writer's own
-  counts (re-reading shards does not scale), cross-checked against the counts
-  taken before sharding.
+  Runs once, after every shard is written, the rejections' too (rejections.WriteRejections:
+  only their file names and counts per reason reach this one worker). Shard lengths come
+  from the writer's own counts (re-reading shards does not scale), cross-checked against
+  the counts taken before sharding.
+
+  Args:
+    rejected_files: the rejection files the workers wrote ([] when nothing was rejected).
+    reason_counts: rejections per reason.
 
   Returns:
     The metadata dict that was written to metadata.json; None when no image was usable
-    (then rejected.jsonl, if any input was rejected, is the only file written: the job
-    reports it, see job.DatasetBuilder.check_result).
+    (then the rejections, if any input was rejected, are the only files written: the job
+    reports them, see job.DatasetBuilder.check_result).
 
   Raises:
     RuntimeError: the shards hold another number of examples than was serialised.
@@ -82,23 +88,21 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
     split_infos.append(tfds.core.SplitInfo(
         name=split, shard_lengths=lengths, num_bytes=sum(sizes),
         filename_template=None))
-  rejections = sorted(rejections, key=lambda r: (r["path"], r["reason"]))
-  if split_infos or rejections:
-    files.write_text(files.join(output_dir, features_lib.REJECTED_FILE),
-                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejections))
+  tmp_dir = files.join(output_dir, features_lib.TMP_DIR)
+  if FileSystems.exists(tmp_dir):
+    files.delete_paths([tmp_dir])
   if not split_infos:
     return None
+  if not rejected_files:  # Nothing rejected: an empty rejected.jsonl says so.
+    files.write_text(files.join(output_dir, features_lib.REJECTED_FILE), "")
   if label_counts_tsv is not None:
     files.write_text(files.join(output_dir, features_lib.TAG_COUNTS_FILE), label_counts_tsv)
 
   metadata = dict(metadata)
   metadata["num_examples"] = {s.name: sum(s.shard_lengths) for s in split_infos}
   metadata["shard_file_bytes"] = file_bytes
-  metadata["rejected"] = _reason_counts(rejections)
+  metadata["rejected"] = dict(sorted(reason_counts.items()))
   metadata["library_versions"] = library_versions()
-  tmp_dir = files.join(output_dir, features_lib.TMP_DIR)
-  if FileSystems.exists(tmp_dir):
-    files.delete_paths([tmp_dir])
   # features.json, the vocabulary, metadata.json, then dataset_info.json (last).
   tfds.folder_dataset.write_metadata(
       data_dir=output_dir, features=features, split_infos=split_infos,
@@ -110,18 +114,22 @@ def finalize_dataset(shard_infos: list[ShardInfo], *, output_dir: str,
   return metadata
 
 
-def reason_counts(rejected_jsonl: str) -> dict[str, int]:
-  """Rejections per reason, read back from a build's rejected.jsonl."""
-  with FileSystems.open(rejected_jsonl) as f:
-    return _reason_counts(json.loads(line) for line in f.read().decode("utf-8").splitlines()
-                          if line.strip())
-
-
-def _reason_counts(rejections: Iterable[dict[str, str]]) -> dict[str, int]:
+def reason_counts(output_dir: str) -> dict[str, int]:
+  """Rejections per reason, read back (streaming) from a build's rejection files."""
   counts: dict[str, int] = {}
-  for r in rejections:
+  for r in features_lib.read_rejections(output_dir):
     counts[r["reason"]] = counts.get(r["reason"], 0) + 1
   return dict(sorted(counts.items()))
+
+
+def describe_rejections(output_dir: str) -> Optional[str]:
+  """"(reason: count, …); see FILE" of a build's rejections; None when it wrote none."""
+  rejected = features_lib.rejection_files(output_dir)
+  if not rejected:
+    return None
+  counts = ", ".join(f"{k}: {v}" for k, v in reason_counts(output_dir).items())
+  where = rejected[0] if len(rejected) == 1 else files.join(output_dir, "rejected-*.jsonl")
+  return f"({counts}); see {where}"
 
 
 def summarize(output_dir: str) -> dict[str, Any]:

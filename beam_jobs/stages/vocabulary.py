@@ -56,6 +56,11 @@ def top_labels(counts: Iterable[tuple[str, int]], max_size: int,
   return [name for name, _ in frequent[:max_size]]
 
 
+def _rank(label_and_count: tuple[str, int]) -> tuple[int, str]:
+  """Smaller is better: more images first, then the name (top_labels' order)."""
+  return -label_and_count[1], label_and_count[0]
+
+
 @beam.ptransform_fn
 def BuildVocabulary(train_label_names, max_size: int, min_count: int):  # pylint: disable=invalid-name
   """PCollection of label names (one per image and label, train split only) → one sorted list."""
@@ -64,8 +69,9 @@ def BuildVocabulary(train_label_names, max_size: int, min_count: int):  # pylint
       | "CountLabels" >> beam.combiners.Count.PerElement()
       # (label, number of train images)
       | "DropRare" >> beam.Filter(lambda kv: kv[1] >= min_count)
-      # Rare labels dropped first, so the list that reaches one worker stays small.
-      | "Gather" >> beam.combiners.ToList()
+      # A combiner: each worker keeps its max_size best, so one worker gets at most
+      # max_size per worker, never every distinct label (which grows with the input).
+      | "Top" >> beam.combiners.Top.Of(max_size, key=_rank, reverse=True)
       | "TopLabels" >> beam.Map(top_labels, max_size, min_count))
 
 
@@ -114,6 +120,8 @@ def LabelVocabulary(with_split, max_size: int, min_count: int):  # pylint: disab
       labelled.examples
       | "SplitIdPairs" >> beam.FlatMap(lambda sr: [(sr[0], i) for i in sr[1].label.ids])
       | "CountLabels" >> beam.combiners.Count.PerElement()
+      # ((split, id), images): at most 3 x vocabulary size, whatever the number of images,
+      # so one list on one worker (describe writes tag_counts.tsv from it).
       | "GatherLabelCounts" >> beam.combiners.ToList())
   return labelled.examples, vocabulary_side, counts, labelled[REJECTED]
 

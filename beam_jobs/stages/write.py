@@ -2,6 +2,7 @@
 
   (split, ImageRecord[stored label]) → (split, content hash, serialised example)
   → ((split, shard), [(hash, example)]) → ShardInfo → metadata.finalize_dataset
+  rejections → rejections.WriteRejections (shards, counts per reason) ↗
 Shards are TFRecord files named as tensorflow-datasets names them; records in a shard are
 sorted by content hash, so a build gives byte-identical shards on any runner.
 """
@@ -22,6 +23,7 @@ from alti2v.data import features as features_lib
 from beam_jobs.stages import elements
 from beam_jobs.stages import files
 from beam_jobs.stages import metadata
+from beam_jobs.stages import rejections as rejections_lib
 from beam_jobs.stages.elements import ImageRecord, ShardInfo
 
 TARGET_SHARD_BYTES = 150 * 2**20  # --num_shards=0 aims at 100-200 MB shards.
@@ -167,7 +169,7 @@ def WriteDataset(examples, args: argparse.Namespace,  # pylint: disable=invalid-
                  rejected: Sequence[beam.PCollection], make_features: MakeFeatures,
                  to_example: ToExample, vocabulary, label_counts,
                  describe: metadata.Describe, description: str):
-  """(split, ImageRecord) → shards, rejected.jsonl and the TFDS metadata: the back of every builder.
+  """(split, ImageRecord) → shards, the rejections and the TFDS metadata: the back of every builder.
 
   Args:
     args: the common flags (--output_dir, --dataset_name, --num_shards, ...); all but
@@ -187,20 +189,26 @@ def WriteDataset(examples, args: argparse.Namespace,  # pylint: disable=invalid-
       args.output_dir, args.dataset_name, args.num_shards)
   rejections = (tuple(rejected) | "AllRejections" >> beam.Flatten()
                 | "CountRejections" >> beam.Map(elements.count_rejection))
+  # The workers write the rejections; finalize sees only their files' names and counts.
+  written_rejections = rejections | "WriteRejections" >> rejections_lib.WriteRejections(
+      args.output_dir, files.join(args.output_dir, features_lib.TMP_DIR))
   build_args = {k: v for k, v in vars(args).items() if k != "overwrite"}
 
-  def finalize(infos, vocabulary, split_sizes, rejections, label_counts):
+  def finalize(infos, vocabulary, split_sizes, rejected_files, reason_counts, label_counts):
     entries, counts_tsv = describe(vocabulary, label_counts)
     return metadata.finalize_dataset(
         infos, output_dir=args.output_dir, dataset_name=args.dataset_name,
         features=make_features(vocabulary), split_sizes=split_sizes,
-        rejections=rejections, label_counts_tsv=counts_tsv,
+        rejected_files=rejected_files, reason_counts=reason_counts,
+        label_counts_tsv=counts_tsv,
         metadata={"build_args": build_args, **entries}, description=description)
 
   return (
       shard_infos
+      # One ShardInfo per shard: bounded by the shards, not by the images.
       | "GatherShardInfos" >> beam.combiners.ToList()
       | "FinalizeDataset" >> beam.Map(
           finalize, vocabulary, split_sizes=beam.pvalue.AsDict(split_sizes),
-          rejections=beam.pvalue.AsList(rejections),
+          rejected_files=beam.pvalue.AsSingleton(written_rejections.files),
+          reason_counts=beam.pvalue.AsDict(written_rejections.reason_counts),
           label_counts=beam.pvalue.AsSingleton(label_counts)))
