@@ -75,7 +75,7 @@ PY
 kill "$SERVE"; wait "$SERVE" 2>/dev/null || true; trap - EXIT
 echo "(python -m alti2v.serve --model_dir $OUT/tagger, then open http://127.0.0.1:8000/ to try it)"
 
-echo "== 6b. Illustration2Vec feature vectors: embed the 2000 images, then the nearest of a"
+echo "== 6c. Illustration2Vec feature vectors: embed the 2000 images, then the nearest of a"
 echo "       flipped copy of 000000.jpg shrunk to 0.6x"
 step python - "$OUT/images/0000/000000.jpg" "$OUT/near_copy.png" <<'PY'
 import sys
