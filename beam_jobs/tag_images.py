@@ -81,11 +81,7 @@ class ReadStoredForm(beam.DoFn):
     self._images_read.inc()
     path = candidate.image_path
     try:
-      try:
-        data = files.read_bytes(path)
-      except (OSError, IOError) as e:
-        raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
-      jpeg = image_files.stored_form(data, self._stored_size)
+      jpeg = image_files.stored_form(read.read_image_bytes(path), self._stored_size)
     except imaging.Rejected as e:
       yield elements.rejected(path, e.reason, e.detail)
       return

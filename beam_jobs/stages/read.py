@@ -138,6 +138,18 @@ def DiscoverImages(pbegin, input_dir: str,  # pylint: disable=invalid-name
 # ---------------------------------------------------------------------------
 # read+decode
 
+def read_image_bytes(path: str) -> bytes:
+  """A file's bytes (local or gs://).
+
+  Raises:
+    imaging.Rejected: UNREADABLE, with the error, when the file cannot be read.
+  """
+  try:
+    return files.read_bytes(path)
+  except (OSError, IOError) as e:
+    raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
+
+
 class ReadAndDecode(beam.DoFn):
   """Candidate → ImageRecord[raw label]: reads the label and the image, hashes and decodes once."""
 
@@ -154,10 +166,7 @@ class ReadAndDecode(beam.DoFn):
     path = candidate.image_path
     try:
       label = self._read_label(candidate)
-      try:
-        data = files.read_bytes(path)
-      except (OSError, IOError) as e:
-        raise imaging.Rejected(imaging.UNREADABLE, f"{type(e).__name__}: {e}") from None
+      data = read_image_bytes(path)
       encoded = imaging.decode_and_resize(data, self._max_side, self._max_pixels)
     except imaging.Rejected as e:
       yield _rejected(path, e.reason, e.detail)
