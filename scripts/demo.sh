@@ -76,7 +76,7 @@ kill "$SERVE"; wait "$SERVE" 2>/dev/null || true; trap - EXIT
 echo "(python -m alti2v.serve --model_dir $OUT/tagger, then open http://127.0.0.1:8000/ to try it)"
 
 echo "== 6c. Illustration2Vec feature vectors: embed the 2000 images, then the nearest of a"
-echo "       flipped copy of 000000.jpg shrunk to 0.6x"
+echo "       flipped copy of 000000.jpg shrunk to 0.6x: images of the same content"
 step python - "$OUT/images/0000/000000.jpg" "$OUT/near_copy.png" <<'PY'
 import sys
 from PIL import Image
@@ -85,7 +85,17 @@ image.resize((round(image.width * 0.6), round(image.height * 0.6))).save(sys.arg
 PY
 step python -m alti2v.embed --model_dir "$OUT/tagger" --output "$OUT/vectors" --noprogress \
   "$OUT/images"
-step python -m alti2v.similar --index "$OUT/vectors" -k 3 "$OUT/near_copy.png"
+step python -m alti2v.similar --index "$OUT/vectors" -k 3 "$OUT/near_copy.png" \
+  | tee "$OUT/near_copy.json"
+step python - "$OUT/near_copy.json" "$OUT/images/0000/000000.txt" <<'PY'
+import json, os, sys
+def tags(path):  # The tag file as written (spaces, commas or lines), on one line.
+  with open(os.path.splitext(path)[0] + ".txt", encoding="utf-8") as f:
+    return " ".join(f.read().split())
+print(f"  000000.jpg's tag file: {tags(sys.argv[2])}")
+for n in json.loads(open(sys.argv[1]).readline())["neighbours"]:
+  print(f"  {os.path.basename(n['path'])} ({n['score']}): {tags(n['path'])}")
+PY
 
 echo "== 7. screening filter: hand-sorted positive/ (a red circle) and negative/ folders"
 rm -rf "$OUT/sorted" "$OUT/scraped" "$OUT/screened"
