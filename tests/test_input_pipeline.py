@@ -144,3 +144,55 @@ def test_the_default_label_needs_one_class_list(screen_dataset):
 def test_input_fn_is_importable_from_the_package():
   from alti2v import input_fn
   assert input_fn is input_pipeline.input_fn
+
+
+def _noise_jpeg(height, width, seed):
+  pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+  return tf.io.encode_jpeg(pixels, quality=95)
+
+
+def test_the_flip_done_during_the_pad_gives_the_pixels_of_flipping_the_padded_image():
+  # Pad only (odd and even margins, wide, tall, square) and resize (up and down).
+  shapes = [(32, 27), (27, 32), (32, 26), (32, 32), (20, 15), (70, 51)]
+  jpegs = [_noise_jpeg(h, w, i) for i, (h, w) in enumerate(shapes)]
+  seeds = [tf.constant([s, 7], tf.int64) for s in range(6)]
+
+  def fused(jpeg, seed):
+    return input_pipeline.to_model_input(
+        jpeg, 32, mirror=input_pipeline.flips(seed))
+
+  def general(jpeg, seed):
+    return input_pipeline.augment(input_pipeline.to_model_input(jpeg, 32), ("flip",), seed)
+
+  decisions = {bool(input_pipeline.flips(seed)) for seed in seeds}
+  assert decisions == {True, False}  # Both branches are checked.
+  pairs = [(jpeg, seed) for jpeg in jpegs for seed in seeds]
+  for jpeg, seed in pairs:  # Eagerly ...
+    np.testing.assert_array_equal(fused(jpeg, seed).numpy(), general(jpeg, seed).numpy())
+  ds = tf.data.Dataset.from_tensor_slices(  # ... and inside Dataset.map.
+      ([j for j, _ in pairs], [s for _, s in pairs]))
+  for a, b in ds.map(lambda j, s: (fused(j, s), general(j, s))):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_training_batches_equal_those_of_flipping_after_the_pad(tiny_dataset, monkeypatch):
+  _, data = tiny_dataset  # Stored at 32 px: the pad-only path.
+
+  def batches():
+    ds = input_pipeline.input_fn(data, "train", 8, training=True, image_size=32, seed=3,
+                                 deterministic=True)
+    return [(images.numpy(), labels.numpy()) for images, labels in ds.take(3)]
+
+  fast = batches()
+  original = input_pipeline.to_model_input
+
+  def flip_after_the_pad(jpeg, image_size, mirror=None):
+    image = original(jpeg, image_size)
+    if mirror is None:
+      return image
+    return tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+
+  monkeypatch.setattr(input_pipeline, "to_model_input", flip_after_the_pad)
+  for (a_images, a_labels), (b_images, b_labels) in zip(fast, batches()):
+    np.testing.assert_array_equal(a_images, b_images)
+    np.testing.assert_array_equal(a_labels, b_labels)

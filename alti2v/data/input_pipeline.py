@@ -20,30 +20,62 @@ AUGMENTATIONS = ("flip", "crop")
 DEFAULT_SHUFFLE_BUFFER = 2048
 
 
-def to_model_input(jpeg: tf.Tensor, image_size: int) -> tf.Tensor:
+def to_model_input(jpeg: tf.Tensor, image_size: int,
+                   mirror: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Stored JPEG bytes → uint8 [image_size, image_size, 3], padded to square (aspect kept).
 
   The same function serves training, evaluation and prediction. When the stored
   longer side already equals image_size (build with --image_size = training size),
   only a pad is done: no resize on the hot path.
+
+  Args:
+    jpeg: the stored JPEG's bytes (string scalar).
+    image_size: side of the square result.
+    mirror: bool scalar or None: also flip left-right (training's "flip"). The same
+      pixels as flipping the padded result, but on the pad-only path the flip is done
+      on the smaller decoded image and the pad placed for it: one image copy fewer
+      per image on the hot path (benchmarks/input_benchmark.py).
   """
   image = tf.io.decode_jpeg(jpeg, channels=3)
   shape = tf.shape(image)
   longer = tf.maximum(shape[0], shape[1])
 
   def pad_only():
-    return tf.image.pad_to_bounding_box(
-        image, (image_size - shape[0]) // 2, (image_size - shape[1]) // 2,
-        image_size, image_size)
+    top, left = (image_size - shape[0]) // 2, (image_size - shape[1]) // 2
+    if mirror is None:
+      return tf.image.pad_to_bounding_box(image, top, left, image_size, image_size)
+    # Flipping the padded image moves the (one pixel larger) right margin to the left.
+    flipped = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    left = tf.where(mirror, image_size - shape[1] - left, left)
+    return tf.pad(flipped, [[top, image_size - shape[0] - top],
+                            [left, image_size - shape[1] - left], [0, 0]])
 
   def resize_and_pad():
     resized = tf.image.resize_with_pad(image, image_size, image_size,
                                        antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    if mirror is None:
+      return resized
+    return tf.cond(mirror, lambda: tf.reverse(resized, [1]), lambda: resized)
 
   image = tf.cond(longer == image_size, pad_only, resize_and_pad)
   image.set_shape([image_size, image_size, 3])
   return image
+
+
+def _augment_seeds(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
+  return crop_seed, flip_seed
+
+
+def flips(seed: tf.Tensor) -> tf.Tensor:
+  """Whether augment's "flip" mirrors the image it is given with this seed (bool scalar).
+
+  The decision tf.image.stateless_random_flip_left_right takes, so that the flip can
+  be done inside to_model_input (mirror=) with the same result.
+  """
+  _, flip_seed = _augment_seeds(seed)
+  return tf.random.stateless_uniform([], seed=flip_seed, minval=0, maxval=1.0) < 0.5
 
 
 def augment(image: tf.Tensor, augmentations: Sequence[str], seed: tf.Tensor) -> tf.Tensor:
@@ -57,7 +89,7 @@ def augment(image: tf.Tensor, augmentations: Sequence[str], seed: tf.Tensor) -> 
       stateful random op would make it run serially.
   """
   check_augmentations(augmentations)
-  crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
+  crop_seed, flip_seed = _augment_seeds(seed)
   if "crop" in augmentations:
     size = image.shape[0]
     crop = int(size * 0.875)
@@ -210,6 +242,10 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
   # Files are sharded above, by input_context: tf.distribute must not shard again.
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.OFF)
+  # Each image's ops are small (decode, pad, flip, a label scatter): handing them to
+  # the intra-op pool costs more than it gains; the parallel map uses the cores
+  # (measured: README, Benchmarks).
+  options.threading.max_intra_op_parallelism = 1
   ds = ds.with_options(options)
   if training:
     # Shuffle records before decoding: the buffer holds small JPEGs, not pixels.
@@ -223,9 +259,14 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     ds = tf.data.Dataset.zip((ds, seeds))
 
   def parse(example, augment_seed=None):
-    image = to_model_input(example[features_lib.IMAGE], image_size)
-    if training:
-      image = augment(image, augmentations, augment_seed)
+    if training and tuple(augmentations) == ("flip",):
+      # The default: flipped during the decode-and-pad (same pixels, one copy fewer).
+      image = to_model_input(example[features_lib.IMAGE], image_size,
+                             mirror=flips(augment_seed))
+    else:
+      image = to_model_input(example[features_lib.IMAGE], image_size)
+      if training:
+        image = augment(image, augmentations, augment_seed)
     outputs = (image, label_fn(example))
     if with_path:
       outputs += (example[features_lib.PATH],)
