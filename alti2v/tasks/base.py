@@ -232,7 +232,8 @@ def train(config: TrainConfig,
   """
   task = get_task(config.task)
   info = loop.train(config, task, extra_callbacks)
-  model_card.write(config.model_dir, task.description, task.card)
+  if info.get("chief", True):  # A multi-worker run's other workers leave model_dir alone.
+    model_card.write(config.model_dir, task.description, task.card)
   return info
 
 
