@@ -6,7 +6,7 @@
 #   choose the threshold → screen a scraped folder; 9 Vision API distillation: the labelling job
 #   against the project's fake Vision server on 127.0.0.1 → build → train a student → evaluate;
 # 10 the katakana captioner: COCO-style captions → build → train → evaluate → caption files.
-# ~7 minutes on 2 cores. Output: demo_output/.
+# ~13 CPU-minutes (20 min measured on a busy 2-core machine). Output: demo_output/.
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
 OUT="$ROOT/demo_output"
