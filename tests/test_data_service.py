@@ -1,9 +1,12 @@
 """tf.data service: `python -m alti2v.data_service` dispatcher and two workers on 127.0.0.1;
-one epoch through them delivers every record once, and a run trains through them."""
+one epoch through them delivers every record once, training reads on past its first pass,
+and a run trains through them."""
+import collections
 import csv
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -50,6 +53,53 @@ def test_one_epoch_through_the_service_delivers_every_record_once(tiny_dataset, 
   assert sorted(served) == sorted(local)  # Each record once: none lost, none twice.
   # A second epoch (a new job of the same dataset) delivers them all once again.
   assert sorted(paths(data_service=service)) == sorted(local)
+
+
+@pytest.fixture(scope="module")
+def several_shards(tmp_path_factory):
+  """data_dir of 240 sample images at 32 px in 4 shards per split: several files for the
+  dispatcher to hand out, fewer records than the default shuffle buffer (as reported)."""
+  from alti2v.tasks import tagger
+  from beam_jobs import build_tagged_dataset
+  root = tmp_path_factory.mktemp("shards")
+  tagger.write_corpus(str(root / "images"), 240, seed=5)
+  build_tagged_dataset.run([
+      "--input_dir", str(root / "images"), "--output_dir", str(root / "dataset"),
+      "--image_size", "32", "--num_shards", "4", "--val_fraction", "0.1",
+      "--test_fraction", "0.1", "--direct_running_mode=in_memory",
+      "--direct_num_workers=1"])
+  return str(root / "dataset")
+
+
+def test_training_through_the_service_reads_past_its_first_pass(several_shards, service):
+  # Issue 14: training through the service was reported to stall after one pass. Read
+  # three passes' worth of batches in a thread: a stall fails here instead of hanging.
+  passes, batch = 3, 16
+  ds = input_pipeline.input_fn(several_shards, "train", batch, training=True,
+                               image_size=32, seed=0, with_path=True,
+                               data_service=service)
+  num_train = input_pipeline.num_examples(several_shards, "train")
+  wanted = passes * num_train // batch
+  paths = []
+
+  def read():
+    for _, labels, batch_paths in ds:
+      assert labels.shape[0] == batch  # drop_remainder: whole batches only.
+      paths.extend(batch_paths.numpy())
+      if len(paths) == wanted * batch:
+        return
+
+  reader = threading.Thread(target=read, daemon=True)
+  reader.start()
+  reader.join(timeout=90)
+  assert len(paths) == wanted * batch, (
+      f"stalled after {len(paths) // batch} of {wanted} batches "
+      f"({num_train // batch} per pass)")
+  # Every record was read, none far more often than the others: the workers' repeats
+  # go on handing out the files pass after pass.
+  counts = collections.Counter(paths)
+  assert len(counts) == num_train
+  assert max(counts.values()) <= 2 * passes
 
 
 def test_a_run_trains_through_the_service(tiny_dataset, service, tmp_path):

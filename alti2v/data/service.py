@@ -20,7 +20,9 @@ def start(role: str, port: int = 0, host: str = "localhost",
     work_dir: a dispatcher's journal directory ("" = none).
 
   Returns:
-    (server, "grpc://HOST:PORT" it serves on).
+    (server, "grpc://HOST:PORT" it serves on). Keep the server referenced until this
+    process ends: a worker stopped (garbage-collected) while an endless training job it
+    serves is open can block forever (BUILD.md, "Input on other machines").
 
   Raises:
     ValueError: an unknown role, or a worker without a dispatcher_address.
