@@ -24,7 +24,8 @@ TINY_FLAGS = ["--backbone=small", "--weights=none", "--image_size=32", "--batch_
               "--mixed_precision=float32", "--shuffle_buffer=64"]
 RUN_FILES = {run_dir.CONFIG_FILE, run_dir.BACKUP_DIR, run_dir.BEST_MODEL, run_dir.BEST_FILE,
              run_dir.HISTORY_FILE, run_dir.LOG_DIR, run_dir.MODEL_FILE,
-             run_dir.SAVED_MODEL_DIR, "tags.labels.txt", run_dir.MODEL_INFO_FILE}
+             run_dir.SAVED_MODEL_DIR, "tags.labels.txt", "tags.categories.txt",
+             run_dir.MODEL_INFO_FILE, run_dir.MODEL_CARD_FILE}
 TIMEOUT_S = 300  # Per phase; a 2-core CI machine takes ~40 s.
 
 
