@@ -136,6 +136,8 @@ class Answerer:
     self.beam_size = beam_size
     self.similar = similar
     self.categories = tag_categories(run)
+    # predict's rules (calibrated thresholds, else 0.5; the rating aside), read once.
+    self._rules = tasks.tagger.tag_rules(run) if self.kind == TAGS else None
     self.keep_threshold = run_dir.read_keep_threshold(run.model_dir)
     self._decoder = caption_decode.Decoder(run.model) if self.kind == CAPTION else None
     self._lock = threading.Lock()
@@ -230,21 +232,15 @@ class Answerer:
     """{"tags": [{"tag", "score", "category"}, ...], "rating": {"tag", "score"}}: the tags
     at or above their threshold, best first, rating tags aside; the rating is the best
     rating tag whatever its score (as predict's lines; no "rating" without rating tags)."""
+    rules = dataclasses.replace(self._rules, top_k=top_k)
     if threshold is not None:
-      thresholds = np.full(len(scores), threshold)
-    elif self.run.thresholds is not None:
-      thresholds = self.run.thresholds
-    else:
-      thresholds = np.full(len(scores), run_dir.DEFAULT_THRESHOLD)
-    order = np.argsort(-scores, kind="stable")
-    kept = [j for j in order if self.categories[j] != categories_lib.RATING
-            and scores[j] >= thresholds[j]][:top_k or None]
+      rules = dataclasses.replace(rules, thresholds=np.full(len(scores), threshold))
+    kept, rating = tasks.tagger.select_tags(scores, rules)
     answer = {"tags": [{"tag": self.run.vocabulary[j], "score": round(float(scores[j]), 4),
                         "category": self.categories[j]} for j in kept]}
-    ratings = [j for j in order if self.categories[j] == categories_lib.RATING]
-    if ratings:
-      answer["rating"] = {"tag": self.run.vocabulary[ratings[0]],
-                          "score": round(float(scores[ratings[0]]), 4)}
+    if rating is not None:
+      answer["rating"] = {"tag": self.run.vocabulary[rating],
+                          "score": round(float(scores[rating]), 4)}
     return answer
 
   def _keep(self, score: float, threshold: Optional[float]) -> dict:

@@ -133,25 +133,33 @@ def tag_line(path: str, scores: np.ndarray, rules: TagRules) -> dict:
   def entry(j):
     return {"tag": rules.vocabulary[j], "score": round(float(scores[j]), 4)}
 
-  order = np.argsort(-scores, kind="stable")
   if not rules.grouped:
+    order = np.argsort(-scores, kind="stable")
     kept = [j for j in order if scores[j] >= rules.thresholds[j]]
     line = {"path": path, "tags": [entry(j) for j in kept[:rules.top_k or None]]}
   else:
-    kept = [j for j in order if rules.categories[j] != categories_lib.RATING
-            and scores[j] >= rules.thresholds[j]][:rules.top_k or None]
+    kept, rating = select_tags(scores, rules)
     present = [c for c in categories_lib.CATEGORIES
                if c != categories_lib.RATING and c in rules.categories]
     groups = {c: [] for c in present}
     for j in kept:
       groups[rules.categories[j]].append(entry(j))
     line = {"path": path, "tags": groups}
-    ratings = [j for j in order if rules.categories[j] == categories_lib.RATING]
-    if ratings:
-      line["rating"] = entry(ratings[0])
+    if rating is not None:
+      line["rating"] = entry(rating)
   if rules.vector:
     line["vector"] = [round(float(v), 6) for v in scores]
   return line
+
+
+def select_tags(scores: np.ndarray, rules: TagRules) -> tuple[list[int], Optional[int]]:
+  """(the kept tags' indices, best first: rating tags aside, each at or above its threshold,
+  at most rules.top_k; the best rating tag's index whatever its score, or None)."""
+  order = np.argsort(-scores, kind="stable")
+  kept = [j for j in order if rules.categories[j] != categories_lib.RATING
+          and scores[j] >= rules.thresholds[j]][:rules.top_k or None]
+  rating = next((j for j in order if rules.categories[j] == categories_lib.RATING), None)
+  return kept, rating
 
 
 def line_tags(line: dict) -> list[str]:
