@@ -155,24 +155,52 @@ def test_the_flip_done_during_the_pad_gives_the_pixels_of_flipping_the_padded_im
   # Pad only (odd and even margins, wide, tall, square) and resize (up and down).
   shapes = [(32, 27), (27, 32), (32, 26), (32, 32), (20, 15), (70, 51)]
   jpegs = [_noise_jpeg(h, w, i) for i, (h, w) in enumerate(shapes)]
-  seeds = [tf.constant([s, 7], tf.int64) for s in range(6)]
+  seed = tf.constant([0, 0], tf.int64)
 
-  def fused(jpeg, seed):
-    return input_pipeline.to_model_input(
-        jpeg, 32, mirror=input_pipeline.flips(seed))
+  def fused(jpeg, mirror):
+    return input_pipeline.to_model_input(jpeg, 32, mirror=mirror)
 
-  def general(jpeg, seed):
-    return input_pipeline.augment(input_pipeline.to_model_input(jpeg, 32), ("flip",), seed)
+  def general(jpeg, mirror):
+    return input_pipeline.augment(input_pipeline.to_model_input(jpeg, 32), ("flip",), seed,
+                                  mirror)
 
-  decisions = {bool(input_pipeline.flips(seed)) for seed in seeds}
-  assert decisions == {True, False}  # Both branches are checked.
-  pairs = [(jpeg, seed) for jpeg in jpegs for seed in seeds]
-  for jpeg, seed in pairs:  # Eagerly ...
-    np.testing.assert_array_equal(fused(jpeg, seed).numpy(), general(jpeg, seed).numpy())
+  pairs = [(jpeg, mirror) for jpeg in jpegs for mirror in (True, False)]
+  for jpeg, mirror in pairs:  # Eagerly ...
+    np.testing.assert_array_equal(fused(jpeg, mirror).numpy(), general(jpeg, mirror).numpy())
+    unflipped = input_pipeline.to_model_input(jpeg, 32).numpy()
+    expected = unflipped[:, ::-1] if mirror else unflipped
+    np.testing.assert_array_equal(fused(jpeg, mirror).numpy(), expected)
   ds = tf.data.Dataset.from_tensor_slices(  # ... and inside Dataset.map.
-      ([j for j, _ in pairs], [s for _, s in pairs]))
-  for a, b in ds.map(lambda j, s: (fused(j, s), general(j, s))):
+      ([j for j, _ in pairs], [m for _, m in pairs]))
+  for a, b in ds.map(lambda j, m: (fused(j, m), general(j, m))):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("shapes", [
+    [(32, 27), (27, 32), (32, 26), (32, 32), (31, 32)],  # All stored at 32: pad only.
+    [(32, 27), (20, 15), (70, 51), (32, 32)]])  # Some to resize: the general loop.
+def test_a_batch_of_model_inputs_has_the_pixels_of_to_model_input(shapes):
+  jpegs = tf.stack([_noise_jpeg(h, w, i) for i, (h, w) in enumerate(shapes)])
+  heights = tf.constant([h for h, _ in shapes], tf.int64)
+  widths = tf.constant([w for _, w in shapes], tf.int64)
+  mirror = tf.constant([i % 2 == 1 for i in range(len(shapes))])
+  for flip in (None, mirror):
+    batch = input_pipeline.model_inputs(jpegs, heights, widths, 32, flip).numpy()
+    for i, jpeg in enumerate(jpegs):
+      one = input_pipeline.to_model_input(jpeg, 32, None if flip is None else mirror[i])
+      np.testing.assert_array_equal(batch[i], one.numpy())
+
+
+def test_augmentation_draws_repeat_with_the_seed_and_flip_about_half():
+  seed = tf.constant([3, 4], tf.int64)
+  crops, mirror = input_pipeline.augment_randomness(seed, 1000)
+  again, mirror_again = input_pipeline.augment_randomness(seed, 1000)
+  np.testing.assert_array_equal(crops.numpy(), again.numpy())
+  np.testing.assert_array_equal(mirror.numpy(), mirror_again.numpy())
+  assert crops.shape == (1000, 2) and len({tuple(c) for c in crops.numpy()}) == 1000
+  assert 400 < mirror.numpy().sum() < 600
+  _, other = input_pipeline.augment_randomness(tf.constant([3, 5], tf.int64), 1000)
+  assert (other.numpy() != mirror.numpy()).any()
 
 
 def test_training_batches_equal_those_of_flipping_after_the_pad(tiny_dataset, monkeypatch):
@@ -184,15 +212,31 @@ def test_training_batches_equal_those_of_flipping_after_the_pad(tiny_dataset, mo
     return [(images.numpy(), labels.numpy()) for images, labels in ds.take(3)]
 
   fast = batches()
-  original = input_pipeline.to_model_input
 
-  def flip_after_the_pad(jpeg, image_size, mirror=None):
-    image = original(jpeg, image_size)
-    if mirror is None:
-      return image
-    return tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+  def flip_after_the_pad(jpegs, heights, widths, image_size, mirror=None):
+    def one(i):  # The plain way: decode, bring to size, then flip the result.
+      image = input_pipeline.to_model_input(jpegs[i], image_size)
+      return tf.cond(mirror[i], lambda: tf.reverse(image, [1]), lambda: image)
+    return tf.map_fn(one, tf.range(tf.shape(jpegs)[0]),
+                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
 
-  monkeypatch.setattr(input_pipeline, "to_model_input", flip_after_the_pad)
+  monkeypatch.setattr(input_pipeline, "model_inputs", flip_after_the_pad)
   for (a_images, a_labels), (b_images, b_labels) in zip(fast, batches()):
     np.testing.assert_array_equal(a_images, b_images)
     np.testing.assert_array_equal(a_labels, b_labels)
+
+
+def test_a_stored_image_two_or_more_times_the_size_is_decoded_at_a_dct_scale():
+  jpeg = _noise_jpeg(70, 100, 0)
+  longer = tf.constant(100)
+  for size, shape in [(100, (70, 100)), (50, (35, 50)), (26, (35, 50)), (25, (18, 25)),
+                      (24, (18, 25)), (13, (9, 13)), (5, (9, 13))]:
+    assert tuple(input_pipeline.decode_at_least(jpeg, longer, size).shape) == shape + (3,)
+  # The model input from a scaled decode is close to a full decode's, resized.
+  smooth = tf.io.encode_jpeg(tf.cast(tf.image.resize(
+      tf.random.stateless_uniform([1, 7, 10, 3], [1, 2], 0, 255), [140, 200]),
+      tf.uint8)[0], quality=95)
+  full = tf.image.resize_with_pad(tf.io.decode_jpeg(smooth, channels=3), 50, 50,
+                                  antialias=True).numpy()
+  scaled = input_pipeline.to_model_input(smooth, 50).numpy().astype(np.float32)
+  assert np.abs(scaled - full).mean() < 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Union
 
 import numpy as np
 import tensorflow as tf
@@ -123,3 +123,55 @@ def read_rejections(data_dir: str) -> Iterator[dict[str, str]]:
       for line in f:
         if line.strip():
           yield json.loads(line.decode("utf-8"))
+
+
+def batch_parser(features: tfds.features.FeaturesDict, names: Iterable[str]
+                 ) -> Callable[[tf.Tensor], dict[str, Union[tf.Tensor, tf.RaggedTensor]]]:
+  """serialized records [B] → {name: batch} for the named top-level features: one
+  tf.io.parse_example per batch, the features' own dtypes.
+
+  The reader's side of features_dict, for the hot path: tensorflow-datasets' reader
+  parses and decodes one record at a time (measured: README, Benchmarks). An encoded
+  image or a text comes back as its bytes [B]; a fixed-shape feature as [B, ...]; a
+  sequence (first dimension None) as a RaggedTensor [B, None, ...] with ragged_rank 1.
+
+  Raises:
+    KeyError: a name that is not a feature.
+    ValueError: a feature this parser cannot read (a nested dict, or a sequence of
+      sequences).
+  """
+  infos = features.get_serialized_info()
+  spec, shapes = {}, {}
+  for name in names:
+    info = infos[name]
+    if not isinstance(info, tfds.features.TensorInfo):
+      raise ValueError(f"feature {name!r} is nested ({info}): not readable by batch_parser")
+    shape, dtype = tuple(info.shape), tf.as_dtype(info.dtype)
+    # tf.train.Example holds int64, float32 and bytes lists.
+    stored = (tf.string if dtype == tf.string
+              else tf.float32 if dtype.is_floating else tf.int64)
+    if None not in shape:
+      spec[name] = tf.io.FixedLenFeature(shape, stored)
+    elif shape[0] is None and None not in shape[1:]:
+      spec[name] = tf.io.RaggedFeature(stored, row_splits_dtype=tf.int64)
+    else:
+      raise ValueError(f"feature {name!r} of shape {shape}: not readable by batch_parser")
+    shapes[name] = (shape, dtype)
+
+  def parse(serialized: tf.Tensor) -> dict:
+    parsed = tf.io.parse_example(serialized, spec)
+    out = {}
+    for name, value in parsed.items():
+      shape, dtype = shapes[name]
+      if isinstance(value, tf.RaggedTensor):
+        inner = shape[1:]
+        if inner:  # Rows of a (None, L) tensor are stored flat: L values per row.
+          size = int(np.prod(inner))
+          value = tf.RaggedTensor.from_row_lengths(
+              tf.reshape(value.values, (-1,) + inner), value.row_lengths() // size)
+        value = tf.cast(value, dtype) if value.dtype != dtype else value
+      elif value.dtype != dtype:
+        value = tf.cast(value, dtype)
+      out[name] = value
+    return out
+  return parse
