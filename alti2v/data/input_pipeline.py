@@ -182,11 +182,31 @@ def check_augmentations(augmentations: Sequence[str]) -> None:
     raise ValueError(f"unknown augmentations {sorted(unknown)}; known: {AUGMENTATIONS}")
 
 
+def batch_labels(label_fn: Callable[[dict], tf.Tensor]) -> Callable[[dict], tf.Tensor]:
+  """Marks a label function as one that labels a whole batch at once.
+
+  Such a function gets the parsed batch (features_lib.batch_parser's dict: [B, ...]
+  tensors, a RaggedTensor [B, None, ...] for a sequence) and returns labels [B, ...]:
+  a few ops per batch instead of per image (measured: README, Benchmarks). An unmarked
+  label function gets one record's features and returns its label.
+  """
+  label_fn.batched = True
+  return label_fn
+
+
+def is_batch_label_fn(label_fn: Callable) -> bool:
+  return getattr(label_fn, "batched", False)
+
+
 def multi_hot(feature: str, num_classes: int) -> Callable[[dict], tf.Tensor]:
-  """Label function: the class ids in a record's `feature` → multi-hot float32 [num_classes]."""
-  def label(example: dict) -> tf.Tensor:
-    ids = tf.cast(example[feature], tf.int64)
-    hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [num_classes])
+  """Batch label function: each record's class ids in `feature` → multi-hot float32
+  [B, num_classes]."""
+  @batch_labels
+  def label(batch: dict) -> tf.Tensor:
+    ids = batch[feature]  # RaggedTensor [B, None]
+    cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
+    shape = tf.stack([ids.nrows(), tf.constant(num_classes, tf.int64)])
+    hot = tf.scatter_nd(cells, tf.ones_like(ids.values, tf.float32), shape)
     return tf.minimum(hot, 1.0)
   return label
 
@@ -320,7 +340,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     image_size: side of the square model input.
     input_context: from distribute_datasets_from_function; None = one pipeline.
     augmentations: applied in training; a subset of AUGMENTATIONS.
-    label_fn: record dict → label tensor (a task's label_fn); default: the
+    label_fn: record dict → label tensor (a task's label_fn), or a batch label
+      function (batch_labels: parsed batch → labels [B, ...]); default: the
       multi-hot of the dataset's one class-list feature (default_label).
     label_features: the record features label_fn reads; only these (and the
       image) are parsed.
@@ -358,7 +379,8 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
   wanted = [features_lib.IMAGE, features_lib.HEIGHT, features_lib.WIDTH, *label_features] + (
       [features_lib.PATH] if with_path else [])
   parse_batch = features_lib.batch_parser(builder.info.features, wanted)
-  label_spec = _label_spec(label_fn, builder.info.features, label_features)
+  label_spec = (None if is_batch_label_fn(label_fn)
+                else _label_spec(label_fn, builder.info.features, label_features))
 
   # Serialized records: small, so shuffling and batching them is cheap.
   ds = read_records(builder, split, training=training, input_context=input_context,
@@ -413,8 +435,11 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
                             crop_seeds[i], mirror[i]),
           tf.range(n), fn_output_signature=tf.TensorSpec([image_size] * 2 + [3], tf.uint8),
           parallel_iterations=1)
-    labels = tf.map_fn(lambda i: label_fn(_row(records, i)), tf.range(n),
-                       fn_output_signature=label_spec, parallel_iterations=1)
+    if label_spec is None:
+      labels = label_fn({name: records[name] for name in label_features})
+    else:
+      labels = tf.map_fn(lambda i: label_fn(_row(records, i)), tf.range(n),
+                         fn_output_signature=label_spec, parallel_iterations=1)
     outputs = (images, labels)
     if with_path:
       outputs += (records[features_lib.PATH],)

@@ -90,7 +90,8 @@ class Task:
     return num_names
 
   def label_fn(self, num_outputs: int) -> Callable[[dict], Any]:
-    """(record dict of label_features → label tensor), for input_fn."""
+    """(record dict of label_features → label tensor), for input_fn; or, marked with
+    input_pipeline.batch_labels, (parsed batch → labels [B, ...]), faster."""
     raise NotImplementedError
 
   # The model.

@@ -21,6 +21,7 @@ from alti2v import metrics
 from alti2v import models
 from alti2v.data import dataset as dataset_lib
 from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.reporting import panels
 from alti2v.tasks import base
@@ -172,11 +173,13 @@ class DistillTask(base.Task):
              "python -m alti2v.export --model_dir RUN --format onnx   # or tflite, saved_model"))
 
   def label_fn(self, num_outputs) -> Callable:
-    """A record's label ids and teacher scores → dense float32 [num_outputs]."""
-    def label(example: dict):
-      ids = tf.cast(example[LABELS], tf.int64)
-      scores = tf.cast(example[LABEL_SCORES], tf.float32)
-      return tf.scatter_nd(ids[:, None], scores, [num_outputs])
+    """Each record's label ids and teacher scores → dense float32 [B, num_outputs]."""
+    @input_pipeline.batch_labels
+    def label(batch: dict):
+      ids, scores = batch[LABELS], batch[LABEL_SCORES]  # RaggedTensors [B, None]
+      cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
+      shape = tf.stack([ids.nrows(), tf.constant(num_outputs, tf.int64)])
+      return tf.scatter_nd(cells, tf.cast(scores.values, tf.float32), shape)
     return label
 
   def head(self, features, num_outputs, config):

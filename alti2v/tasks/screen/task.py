@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from alti2v import metrics
 from alti2v import models
 from alti2v.data import features as features_lib
+from alti2v.data import input_pipeline
 from alti2v.data import samples
 from alti2v.reporting import panels
 from alti2v.tasks import base
@@ -104,8 +105,9 @@ class ScreenTask(base.Task):
     return 1
 
   def label_fn(self, num_outputs):
-    def label(example: dict):
-      return tf.cast(example[LABEL], tf.float32)[None]
+    @input_pipeline.batch_labels
+    def label(batch: dict):  # [B] class ids → [B, 1]
+      return tf.cast(batch[LABEL], tf.float32)[:, None]
     return label
 
   def head(self, features, num_outputs, config):
