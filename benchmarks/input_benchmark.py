@@ -18,7 +18,11 @@ that only a pad is left on the hot path), then prints, each next to what it is m
             service costs over local input;
   original  the original's loader: one gzip'd pickle of a 224x224x3 float64 array per
             image, loaded in a Python loop (kept in a list, as it kept them in RAM);
-and the peak memory growth of each over its images.
+and the peak memory growth of each over its images. Then the same images stored at
+--larger_stored_size (default 448) and read at 224 px: input_fn beside cores x the
+single-core rate of decoding those JPEGs in full, and at 1/2 scale in the DCT domain
+(decode_jpeg's ratio=2, what input_fn does for them). benchmarks/input_profile.py shows
+where input_fn's CPU time goes.
 """
 from __future__ import annotations
 

@@ -240,3 +240,11 @@ def test_a_stored_image_two_or_more_times_the_size_is_decoded_at_a_dct_scale():
                                   antialias=True).numpy()
   scaled = input_pipeline.to_model_input(smooth, 50).numpy().astype(np.float32)
   assert np.abs(scaled - full).mean() < 3
+
+
+def test_an_image_stored_at_twice_the_size_is_only_scaled_in_the_decode_and_padded():
+  jpeg = _noise_jpeg(48, 64, 1)  # Longer side 64 = 2 x 32.
+  expected = input_pipeline.pad_to_square(tf.io.decode_jpeg(jpeg, channels=3, ratio=2), 32)
+  np.testing.assert_array_equal(input_pipeline.to_model_input(jpeg, 32).numpy(),
+                                expected.numpy())
+  assert expected.shape == (32, 32, 3) and expected.numpy()[:4].max() == 0  # Padded rows.

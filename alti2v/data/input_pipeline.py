@@ -58,8 +58,8 @@ def to_model_input(jpeg: tf.Tensor, image_size: int,
   longer side already equals image_size (build with --image_size = training size),
   only a pad is done: no resize on the hot path. When it is 2, 4 or 8 times
   image_size or more, the JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
-  (decode_jpeg's ratio: a fraction of the decode's work, measured: README, Benchmarks)
-  and what is left resized.
+  (decode_jpeg's ratio: less work than a full decode, and no resize when the scale
+  lands on image_size; measured: README, Benchmarks); what is left is resized.
 
   Args:
     jpeg: the stored JPEG's bytes (string scalar).
@@ -70,13 +70,13 @@ def to_model_input(jpeg: tf.Tensor, image_size: int,
       per image on the hot path (benchmarks/input_benchmark.py).
   """
   shape = tf.io.extract_jpeg_shape(jpeg)  # From the header: nothing decoded yet.
-  longer = tf.maximum(shape[0], shape[1])
+  image = decode_at_least(jpeg, tf.maximum(shape[0], shape[1]), image_size)
+  decoded = tf.shape(image)
 
   def pad_only():
-    return pad_to_square(tf.io.decode_jpeg(jpeg, channels=3), image_size, mirror)
+    return pad_to_square(image, image_size, mirror)
 
   def resize_and_pad():
-    image = decode_at_least(jpeg, longer, image_size)
     resized = tf.image.resize_with_pad(image, image_size, image_size,
                                        antialias=True)
     resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
@@ -84,7 +84,8 @@ def to_model_input(jpeg: tf.Tensor, image_size: int,
       return resized
     return tf.cond(mirror, lambda: tf.reverse(resized, [1]), lambda: resized)
 
-  image = tf.cond(longer == image_size, pad_only, resize_and_pad)
+  # Stored at image_size, or at 2, 4 or 8 times it: no resize.
+  image = tf.cond(tf.maximum(decoded[0], decoded[1]) == image_size, pad_only, resize_and_pad)
   image.set_shape([image_size, image_size, 3])
   return image
 
