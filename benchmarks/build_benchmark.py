@@ -9,6 +9,15 @@ Generates N distinct JPEGs of scrape size (1000x800), then times, on the same fi
   all cores the Beam job with its default local options (in_memory, one worker per core);
   and, for comparison, Beam's multi_threading and multi_processing modes on all cores.
 Prints images/s, each next to the ceiling it is measured against, and the targets.
+
+  python benchmarks/build_benchmark.py --serial_part [--num_images 2000]
+
+instead profiles what keeps all cores from scaling: times 1 worker and all cores on N/2 and
+N images and fits seconds = fixed + images / rate to each (the fixed part: start-up,
+vocabulary, metadata; the rate: the per-image work), then samples an all-cores build with
+Linux perf and splits its CPU between the Python interpreter (which holds the GIL: one
+thread at a time) and native code that runs outside it (Pillow's decode/resize/encode,
+sha256, file reads).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import json
 import subprocess
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -96,10 +106,15 @@ def main() -> None:
   parser.add_argument("--num_images", type=int, default=2000)
   parser.add_argument("--workdir", default=None, help="Default: a temporary directory.")
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--serial_part", action="store_true",
+                      help="Profile the serial part of a build instead (see above).")
   parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.measure:
     _measure_here(json.loads(args.measure))
+    return
+  if args.serial_part:
+    serial_part(args)
     return
   workdir = args.workdir or tempfile.mkdtemp(prefix="alti2v_build_bench_")
   scrape = os.path.join(workdir, "scrape")
@@ -144,6 +159,66 @@ def main() -> None:
           f"{'ok' if all_cores / one >= 1.7 else 'MISSED'}")
   print(f"per-core rate for the Dataflow estimate in BUILD.md: {one:.0f} images/s/core "
         f"= {1e6 / one / 3600:.2f} core-hours per million images")
+  if not args.workdir:
+    shutil.rmtree(workdir)
+
+
+# Where perf puts the Python interpreter's own code (run with the GIL held).
+_INTERPRETER = re.compile(r"^(python3?[.\d]*|libpython[\d.]*\.so.*)$")
+
+
+def serial_part(args) -> None:
+  """Fixed and per-image costs of 1 worker and all cores, and the all-cores GIL share."""
+  workdir = args.workdir or tempfile.mkdtemp(prefix="alti2v_build_bench_")
+  scrape, half = os.path.join(workdir, "scrape"), os.path.join(workdir, "scrape_half")
+  cores, n = os.cpu_count() or 1, args.num_images
+  paths = make_scrape(scrape, n)
+  os.makedirs(half, exist_ok=True)
+  for path in paths[:n // 2]:
+    for source in (path, os.path.splitext(path)[0] + ".txt"):
+      target = os.path.join(half, os.path.basename(source))
+      if not os.path.exists(target):
+        os.symlink(source, target)
+  out = os.path.join(workdir, "dataset")
+  fits = {}
+  for name, cpus, beam_args in [("1 worker on 1 core", 1, ["--direct_num_workers=1"]),
+                                (f"all cores (in_memory x {cores})", 0, [])]:
+    seconds = {}
+    for size, folder in ((n // 2, half), (n, scrape)):
+      seconds[size] = min(measure({"kind": "beam", "cpus": cpus, "beam_args": beam_args,
+                                   "input_dir": folder, "output_dir": out})
+                          for _ in range(args.repeats))
+    per_image = (seconds[n] - seconds[n // 2]) / (n - n // 2)
+    fits[name] = (seconds[n] - n * per_image, 1 / per_image, seconds)
+  print()
+  print(f"{'':<34}{'s, N/2':>8}{'s, N':>8}{'fixed s':>9}{'images/s':>10}")
+  for name, (fixed, rate, seconds) in fits.items():
+    print(f"{name:<34}{seconds[n // 2]:>8.1f}{seconds[n]:>8.1f}{fixed:>9.1f}{rate:>10.1f}")
+  (_, one, _), (fixed, many, _) = fits.values()
+  print(f"per-image work, all cores vs 1 worker: {many / one:.2f}x; the fixed part "
+        f"({fixed:.1f} s) is {fixed / fits[list(fits)[1]][2][n]:.0%} of the all-cores "
+        f"build of {n}")
+  if not shutil.which("perf"):
+    print("perf not installed: no interpreter share (Debian: apt-get install linux-perf)")
+    return
+  data = os.path.join(workdir, "perf.data")
+  subprocess.run(["perf", "record", "-F", "499", "-o", data, "--", sys.executable, __file__,
+                  "--measure", json.dumps({"kind": "beam", "cpus": 0, "beam_args": [],
+                                           "input_dir": scrape, "output_dir": out})],
+                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso",
+                           "--stdio"], check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True).stdout
+  shares: dict[str, float] = {}
+  for line in report.splitlines():
+    match = re.match(r"\s*([\d.]+)%\s+(\S+)", line)
+    if match:
+      shares[match.group(2)] = shares.get(match.group(2), 0.0) + float(match.group(1))
+  interpreter = sum(v for k, v in shares.items() if _INTERPRETER.match(k)) / 100
+  print("all-cores build, CPU by library (perf): " + ", ".join(
+      f"{k} {v:.0f}%" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
+  print(f"the Python interpreter (holds the GIL: one thread at a time), start-up imports "
+        f"included: {interpreter:.0%} of the CPU")
   if not args.workdir:
     shutil.rmtree(workdir)
 
