@@ -1,9 +1,12 @@
 """The tf.data input pipeline: a finished dataset directory → batches of (uint8 images, labels).
 
-Reads with tensorflow-datasets' own reader (file sharding by InputContext, interleave,
-parsing with the feature spec); decodes the JPEG once, here; pads to square and resizes.
-Labels are made by a task's label function (by default the multi-hot of a dataset's one
-class-list feature, e.g. a tagged dataset's tags).
+The order, and why (measured: README, Benchmarks): the split's files (sharded by
+InputContext, shuffled in training) → their serialized records, interleaved → shuffle (small
+JPEGs, not pixels) → repeat → batch the records → one call per batch: parse_example, draw
+the batch's augmentations, decode and pad image after image in a graph loop, label the batch
+→ prefetch. Nothing runs per image as a tf.data element: per-element parsing and mapping cost
+more than the pad and the flip together. Labels are made by a task's label function (by
+default the multi-hot of a dataset's one class-list feature, e.g. a tagged dataset's tags).
 """
 from __future__ import annotations
 
