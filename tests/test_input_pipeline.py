@@ -248,3 +248,29 @@ def test_an_image_stored_at_twice_the_size_is_only_scaled_in_the_decode_and_padd
   np.testing.assert_array_equal(input_pipeline.to_model_input(jpeg, 32).numpy(),
                                 expected.numpy())
   assert expected.shape == (32, 32, 3) and expected.numpy()[:4].max() == 0  # Padded rows.
+
+
+def test_the_crop_decoded_from_the_jpeg_is_the_crop_of_the_model_input():
+  # Stored at 32 (decode_and_crop_jpeg: a few levels apart at the crop's edges) and
+  # stored larger or smaller (cropped from the model input: the same pixels).
+  smooth = lambda h, w, i: tf.io.encode_jpeg(tf.cast(tf.image.resize(  # noqa: E731
+      tf.random.stateless_uniform([1, 5, 6, 3], [i, 2], 0, 255), [h, w]), tf.uint8)[0],
+      quality=95)
+  cases = [((32, 27), True), ((27, 32), True), ((32, 32), True), ((32, 5), True),
+           ((48, 64), False), ((20, 15), False)]
+  for i, ((h, w), scaled_in_decode) in enumerate(cases):
+    jpeg = smooth(h, w, i)
+    for s in range(4):
+      seed, mirror = tf.constant([s, i], tf.int64), tf.constant(s % 2 == 0)
+      augmentations = ("flip", "crop")
+      fast = input_pipeline.cropped_model_input(jpeg, 32, augmentations, seed, mirror)
+      plain = input_pipeline.augment(input_pipeline.to_model_input(jpeg, 32), augmentations,
+                                     seed, mirror)
+      assert fast.shape == plain.shape == (32, 32, 3)
+      diff = np.abs(fast.numpy().astype(int) - plain.numpy().astype(int))
+      if scaled_in_decode:
+        assert diff.mean() < 1.5, (h, w, s, diff.mean())
+      else:
+        assert diff.max() == 0, (h, w, s)
+  top, left, crop = input_pipeline.crop_window(32, tf.constant([0, 0], tf.int64))
+  assert crop == 28 and 0 <= int(top) <= 4 and 0 <= int(left) <= 4

@@ -42,15 +42,23 @@ def pad_to_square(image: tf.Tensor, image_size: int,
     image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
     # Flipping the padded image moves the (one pixel larger) right margin to the left.
     left = tf.where(mirror, image_size - width - left, left)
+  return place(image, image_size, image_size, top, left)
+
+
+def place(image: tf.Tensor, height: int, width: int, top: tf.Tensor,
+          left: tf.Tensor) -> tf.Tensor:
+  """uint8 [h, w, 3] → [height, width, 3] with the image's top-left corner at (top, left),
+  black around it (the image must fit)."""
+  shape = tf.shape(image)
 
   def zeros(rows, columns):
     return tf.zeros(tf.stack([rows, columns, 3]), tf.uint8)
 
   # Concatenated zeros: a copy per row. tf.pad walks pixel by pixel (4x the time of
   # these two concats at 224 px, measured: README, Benchmarks).
-  image = tf.concat([zeros(height, left), image, zeros(height, image_size - width - left)], 1)
-  return tf.concat([zeros(top, image_size), image,
-                    zeros(image_size - height - top, image_size)], 0)
+  image = tf.concat([zeros(shape[0], left), image,
+                     zeros(shape[0], width - shape[1] - left)], 1)
+  return tf.concat([zeros(top, width), image, zeros(height - shape[0] - top, width)], 0)
 
 
 def to_model_input(jpeg: tf.Tensor, image_size: int,
@@ -172,9 +180,59 @@ def augment(image: tf.Tensor, augmentations: Sequence[str], crop_seed: tf.Tensor
   check_augmentations(augmentations)
   if "crop" in augmentations:
     size = image.shape[0]
-    crop = int(size * 0.875)
-    image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed=crop_seed)
-    image = tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8)
+    top, left, crop = crop_window(size, crop_seed)
+    image = _crop_to_size(image[top:top + crop, left:left + crop], size)
+  if "flip" in augmentations:
+    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+  return image
+
+
+CROP_FRACTION = 0.875  # "crop": a square of this fraction of the side, then resized back.
+
+
+def crop_window(image_size: int, crop_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, int]:
+  """(top, left, side) of "crop"'s square in the model input, drawn from crop_seed."""
+  crop = int(image_size * CROP_FRACTION)
+  top, left = tf.unstack(tf.random.stateless_uniform(
+      [2], seed=crop_seed, minval=0, maxval=image_size - crop + 1, dtype=tf.int32))
+  return top, left, crop
+
+
+def _crop_to_size(image: tf.Tensor, image_size: int) -> tf.Tensor:
+  return tf.cast(tf.round(tf.image.resize(image, [image_size, image_size])), tf.uint8)
+
+
+def cropped_model_input(jpeg: tf.Tensor, image_size: int, augmentations: Sequence[str],
+                        crop_seed: tf.Tensor, mirror: tf.Tensor) -> tf.Tensor:
+  """augment(to_model_input(jpeg, image_size), augmentations, crop_seed, mirror) with "crop"
+  in augmentations, decoding only the crop's part of the JPEG (decode_and_crop_jpeg) when
+  it is stored at image_size.
+
+  The pixels differ from cropping the decoded image by a few levels at the crop's edges
+  (libjpeg's chroma upsampling there); elsewhere they are the same.
+  """
+  size = image_size
+  top, left, crop = crop_window(size, crop_seed)
+  shape = tf.io.extract_jpeg_shape(jpeg)
+  height, width = shape[0], shape[1]
+  # The crop in the stored image's coordinates (its margins in the model input: pad).
+  margin_top, margin_left = (size - height) // 2, (size - width) // 2
+  y0 = tf.clip_by_value(top - margin_top, 0, height)
+  y1 = tf.clip_by_value(top + crop - margin_top, 0, height)
+  x0 = tf.clip_by_value(left - margin_left, 0, width)
+  x1 = tf.clip_by_value(left + crop - margin_left, 0, width)
+
+  def decode_the_crop():
+    part = tf.image.decode_and_crop_jpeg(jpeg, tf.stack([y0, x0, y1 - y0, x1 - x0]),
+                                         channels=3)
+    return place(part, crop, crop, margin_top + y0 - top, margin_left + x0 - left)
+
+  def crop_the_input():
+    return to_model_input(jpeg, size)[top:top + crop, left:left + crop]
+
+  stored_at_size = tf.maximum(height, width) == size
+  cropped = tf.cond(stored_at_size & (y1 > y0) & (x1 > x0), decode_the_crop, crop_the_input)
+  image = _crop_to_size(cropped, size)
   if "flip" in augmentations:
     image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
   return image
@@ -433,10 +491,10 @@ def input_fn(data_dir: str, split: str, batch_size: int, *, training: bool,
     if fused_flip or not training or not augmentations:
       images = model_inputs(jpegs, records[features_lib.HEIGHT], records[features_lib.WIDTH],
                             image_size, mirror if fused_flip else None)
-    else:
+    else:  # "crop" is among the augmentations.
       images = tf.map_fn(
-          lambda i: augment(to_model_input(jpegs[i], image_size), augmentations,
-                            crop_seeds[i], mirror[i]),
+          lambda i: cropped_model_input(jpegs[i], image_size, augmentations, crop_seeds[i],
+                                        mirror[i]),
           tf.range(n), fn_output_signature=tf.TensorSpec([image_size] * 2 + [3], tf.uint8),
           parallel_iterations=1)
     if label_spec is None:
