@@ -274,3 +274,47 @@ def test_the_crop_decoded_from_the_jpeg_is_the_crop_of_the_model_input():
         assert diff.max() == 0, (h, w, s)
   top, left, crop = input_pipeline.crop_window(32, tf.constant([0, 0], tf.int64))
   assert crop == 28 and 0 <= int(top) <= 4 and 0 <= int(left) <= 4
+
+
+def test_training_batches_have_a_static_batch_size(tiny_dataset):
+  _, data = tiny_dataset
+  for augmentations in [("flip",), (), ("flip", "crop")]:
+    ds = input_pipeline.input_fn(data, "train", 8, training=True, image_size=32, seed=1,
+                                 augmentations=augmentations)
+    images, labels = ds.element_spec
+    assert images.shape == (8, 32, 32, 3) and labels.shape[0] == 8, augmentations
+
+
+def test_only_crop_turns_cropping_on(tiny_dataset):
+  _, data = tiny_dataset
+
+  def batches(augmentations):
+    ds = input_pipeline.input_fn(data, "train", 8, training=True, image_size=32, seed=3,
+                                 deterministic=True, augmentations=augmentations)
+    return [images.numpy() for images, _ in ds.take(2)]
+
+  for a, b in zip(batches(("flip",)), batches(("flip", "flip"))):
+    np.testing.assert_array_equal(a, b)
+  assert any((a != b).any() for a, b in zip(batches(("flip",)), batches(("flip", "crop"))))
+
+
+def test_a_per_record_label_function_may_branch_in_python(tiny_dataset):
+  _, data = tiny_dataset
+
+  def label(example):  # Autograph turns the `if` on a tensor into a tf.cond.
+    if tf.size(example["tags"]) > 1:
+      return tf.constant([1.0])
+    return tf.constant([0.0])
+
+  _, labels, paths = next(iter(input_pipeline.input_fn(
+      data, "test", 5, training=False, image_size=32, label_fn=label,
+      label_features=("tags",), with_path=True)))
+  vocabulary = tag_names(data)
+  for value, path in zip(labels.numpy()[:, 0], paths.numpy()):
+    assert value == float(expected_multi_hot(path.decode(), vocabulary).sum() > 1)
+
+
+def test_a_split_that_selects_no_records_is_refused(tiny_dataset):
+  _, data = tiny_dataset
+  with pytest.raises(ValueError, match="selects no records"):
+    input_pipeline.input_fn(data, "train[:0%]", 4, training=False, image_size=32)

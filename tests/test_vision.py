@@ -300,3 +300,15 @@ def test_normalized_kl_is_zero_for_the_same_distribution():
   t = np.array([[0.2, 0.6, 0.2]], np.float32)
   assert float(distill.normalized_kl(t, t * 0.5)[0]) == pytest.approx(0.0, abs=1e-5)
   assert float(distill.normalized_kl(t, np.array([[0.6, 0.2, 0.2]], np.float32))[0]) > 0.1
+
+
+def test_distill_labels_are_the_scores_at_their_ids_record_by_record():
+  import tensorflow as tf
+  label = tasks.get_task("distill").label_fn(4)
+  batch = {distill.LABELS: tf.ragged.constant([[0, 2], [], [3]], tf.int64),
+           distill.LABEL_SCORES: tf.ragged.constant([[0.9, 0.5], [], [0.7]], tf.float32)}
+  np.testing.assert_allclose(label(batch).numpy(), [[0.9, 0, 0.5, 0], [0, 0, 0, 0],
+                                                    [0, 0, 0, 0.7]])
+  batch[distill.LABEL_SCORES] = tf.ragged.constant([[0.9], [0.5], [0.7]], tf.float32)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="ids and scores differ"):
+    label(batch)

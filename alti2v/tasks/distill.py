@@ -177,6 +177,10 @@ class DistillTask(base.Task):
     @input_pipeline.batch_labels
     def label(batch: dict):
       ids, scores = batch[LABELS], batch[LABEL_SCORES]  # RaggedTensors [B, None]
+      # Paired by position across the batch: a record with unequal lists would shift
+      # every later record's scores (the builder writes them in pairs).
+      tf.debugging.assert_equal(ids.row_lengths(), scores.row_lengths(),
+                                message="a record's label ids and scores differ in number")
       cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
       shape = tf.stack([ids.nrows(), tf.constant(num_outputs, tf.int64)])
       return tf.scatter_nd(cells, tf.cast(scores.values, tf.float32), shape)

@@ -205,7 +205,10 @@ def _input_description(run: run_dir.TrainedRun) -> dict:
           f"resize so that its longer side is {run.stored_size} px, aspect kept (never "
           "upscaled), as the dataset builder stored it",
           f"resize so that the longer side is {s} px (if it is not already) and pad "
-          f"with black to {s}x{s}, centred: tf.image.resize_with_pad, rounded to uint8",
+          f"with black to {s}x{s}, centred: tf.image.resize_with_pad, rounded to uint8 "
+          f"(the training data at {s} px had only the pad; data stored at 2, 4 or 8 "
+          f"times {s} px was decoded at 1/2, 1/4 or 1/8 scale: "
+          "alti2v.data.input_pipeline.to_model_input)",
       ],
       "same_in_python": "alti2v.data.image_files.image_dataset(paths, image_size, "
                         "stored_image_size, batch_size)",
