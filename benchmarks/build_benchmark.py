@@ -206,14 +206,8 @@ def serial_part(args) -> None:
                   "--measure", json.dumps({"kind": "beam", "cpus": 0, "beam_args": [],
                                            "input_dir": scrape, "output_dir": out})],
                  check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso",
-                           "--stdio"], check=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True).stdout
-  shares: dict[str, float] = {}
-  for line in report.splitlines():
-    match = re.match(r"\s*([\d.]+)%\s+(\S+)", line)
-    if match:
-      shares[match.group(2)] = shares.get(match.group(2), 0.0) + float(match.group(1))
+  import input_profile  # pylint: disable=import-outside-toplevel
+  shares = input_profile.perf_shares(data, "dso")
   interpreter = sum(v for k, v in shares.items() if _INTERPRETER.match(k)) / 100
   print("all-cores build, CPU by library (perf): " + ", ".join(
       f"{k} {v:.0f}%" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -75,6 +76,21 @@ def stage_of(symbol: str) -> str:
   return "other"
 
 
+def perf_shares(perf_data: str, sort: str,
+                group: Callable[[str], str] = lambda key: key) -> dict[str, float]:
+  """`perf report --sort SORT` of a perf.data file → {group(key): % of the samples}."""
+  report = subprocess.run(
+      ["perf", "report", "-i", perf_data, "--no-children", "--sort", sort, "--stdio"],
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
+  shares: dict[str, float] = {}
+  for line in report.splitlines():
+    match = re.match(r"\s*([\d.]+)%\s+(.*?)\s*$", line)
+    if match:
+      key = group(match.group(2))
+      shares[key] = shares.get(key, 0.0) + float(match.group(1))
+  return shares
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data_dir", required=True)
@@ -102,17 +118,8 @@ def main() -> None:
   proc.wait()
   if record.returncode:
     sys.exit(f"perf record failed: {record.stderr.strip()}")
-  report = subprocess.run(
-      ["perf", "report", "-i", f"{out}/perf.data", "--no-children", "--sort", "sym",
-       "--stdio"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-      check=True).stdout
+  shares = perf_shares(f"{out}/perf.data", "sym", stage_of)
   shutil.rmtree(out)
-  shares: dict[str, float] = {}
-  for line in report.splitlines():
-    match = re.match(r"\s*([\d.]+)%\s+(.*)", line)
-    if match:
-      stage = stage_of(match.group(2))
-      shares[stage] = shares.get(stage, 0.0) + float(match.group(1))
   per_image = figures["cpu_us_per_image"]
   print(f"input_fn(training=True, {args.image_size} px, batch {args.batch_size}): "
         f"{figures['images_per_s']:.0f} images/s, {figures['cpu_percent']:.0f}% CPU, "

@@ -24,6 +24,11 @@ AUGMENTATIONS = ("flip", "crop")
 DEFAULT_SHUFFLE_BUFFER = 2048
 
 
+def mirrored(image: tf.Tensor, mirror: tf.Tensor) -> tf.Tensor:
+  """The image flipped left-right when mirror (bool scalar), else as it is."""
+  return tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+
+
 def pad_to_square(image: tf.Tensor, image_size: int,
                   mirror: Optional[tf.Tensor] = None) -> tf.Tensor:
   """uint8 [h, w, 3] with h, w <= image_size → [image_size, image_size, 3], centred on
@@ -39,7 +44,7 @@ def pad_to_square(image: tf.Tensor, image_size: int,
   height, width = shape[0], shape[1]
   top, left = (image_size - height) // 2, (image_size - width) // 2
   if mirror is not None:
-    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    image = mirrored(image, mirror)
     # Flipping the padded image moves the (one pixel larger) right margin to the left.
     left = tf.where(mirror, image_size - width - left, left)
   return place(image, image_size, image_size, top, left)
@@ -93,7 +98,7 @@ def to_model_input(jpeg: tf.Tensor, image_size: int,
     resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
     if mirror is None:
       return resized
-    return tf.cond(mirror, lambda: tf.reverse(resized, [1]), lambda: resized)
+    return mirrored(resized, mirror)
 
   # Stored at image_size, or at 2, 4 or 8 times it: no resize.
   image = tf.cond(tf.maximum(decoded[0], decoded[1]) == image_size, pad_only, resize_and_pad)
@@ -155,16 +160,11 @@ def augment_randomness(seed: tf.Tensor, n: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
   Drawn for the whole batch at once (a few ops per batch, not per image); the same seed
   gives the same draws.
   """
-  crop_seed, flip_seed = _augment_seeds(seed)
+  crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
   crop_seeds = tf.random.stateless_uniform([n, 2], seed=crop_seed, minval=None,
                                            maxval=None, dtype=tf.int64)
   mirror = tf.random.stateless_uniform([n], seed=flip_seed) < 0.5
   return crop_seeds, mirror
-
-
-def _augment_seeds(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
-  return crop_seed, flip_seed
 
 
 def augment(image: tf.Tensor, augmentations: Sequence[str], crop_seed: tf.Tensor,
@@ -185,7 +185,7 @@ def augment(image: tf.Tensor, augmentations: Sequence[str], crop_seed: tf.Tensor
     top, left, crop = crop_window(size, crop_seed)
     image = _crop_to_size(image[top:top + crop, left:left + crop], size)
   if "flip" in augmentations:
-    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    image = mirrored(image, mirror)
   return image
 
 
@@ -237,7 +237,7 @@ def cropped_model_input(jpeg: tf.Tensor, image_size: int, augmentations: Sequenc
   cropped = tf.cond(stored_at_size & (y1 > y0) & (x1 > x0), decode_the_crop, crop_the_input)
   image = _crop_to_size(cropped, size)
   if "flip" in augmentations:
-    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    image = mirrored(image, mirror)
   return image
 
 
@@ -269,11 +269,17 @@ def multi_hot(feature: str, num_classes: int) -> Callable[[dict], tf.Tensor]:
   @batch_labels
   def label(batch: dict) -> tf.Tensor:
     ids = batch[feature]  # RaggedTensor [B, None]
-    cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
-    shape = tf.stack([ids.nrows(), tf.constant(num_classes, tf.int64)])
-    hot = tf.scatter_nd(cells, tf.ones_like(ids.values, tf.float32), shape)
+    hot = scatter_rows(ids, tf.ones_like(ids.values, tf.float32), num_classes)
     return tf.minimum(hot, 1.0)
   return label
+
+
+def scatter_rows(ids: tf.RaggedTensor, values: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """Each row's values at its class ids (ids: RaggedTensor [B, None]; values: one per id,
+  in ids.values' order) → dense [B, num_classes]; a repeated id sums."""
+  cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
+  shape = tf.stack([ids.nrows(), tf.constant(num_classes, tf.int64)])
+  return tf.scatter_nd(cells, values, shape)
 
 
 def default_label(builder: tfds.core.DatasetBuilder) -> tuple[Callable, tuple[str]]:

@@ -181,9 +181,8 @@ class DistillTask(base.Task):
       # every later record's scores (the builder writes them in pairs).
       tf.debugging.assert_equal(ids.row_lengths(), scores.row_lengths(),
                                 message="a record's label ids and scores differ in number")
-      cells = tf.stack([ids.value_rowids(), tf.cast(ids.values, tf.int64)], axis=1)
-      shape = tf.stack([ids.nrows(), tf.constant(num_outputs, tf.int64)])
-      return tf.scatter_nd(cells, tf.cast(scores.values, tf.float32), shape)
+      return input_pipeline.scatter_rows(ids, tf.cast(scores.values, tf.float32),
+                                         num_outputs)
     return label
 
   def head(self, features, num_outputs, config):
